@@ -1,0 +1,40 @@
+# The two commands a new user needs are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test deps venv lint unit molecule bench lab-up lab-down lab-status
+
+demo: deps venv
+	scripts/demo.sh
+
+test: deps venv lint unit molecule
+
+deps:
+	scripts/install-system-deps.sh
+
+venv:
+	scripts/bootstrap-venv.sh
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/yamllint --strict .
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production
+
+unit: venv
+	scripts/run-pytest.sh
+
+molecule: deps venv
+	scripts/run-molecule.sh
+
+bench: deps venv
+	$(BIN)/python bench/reclaim_bench.py
+
+lab-up: deps venv
+	lab/lab.sh up
+
+lab-down:
+	lab/lab.sh down
+
+lab-status:
+	lab/lab.sh status

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests and the lab need, if missing: redis-server and
+# redis-tools (tests start their own servers on loopback), docker.io and debootstrap (the lab).
+# On a host where systemd is PID 1, a temporary policy-rc.d keeps the packaged services
+# (redis on 6379, docker with its default bridge) from starting.
+set -euo pipefail
+packages=(redis-server redis-tools docker.io debootstrap)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+policy=/usr/sbin/policy-rc.d
+created_policy=false
+if [[ ! -e $policy ]]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && created_policy=true
+fi
+cleanup() { if $created_policy; then rm -f "$policy"; fi; }
+trap cleanup EXIT
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+if [[ "$(cat /proc/1/comm 2>/dev/null)" == systemd ]]; then
+  systemctl disable --now docker.service docker.socket redis-server.service 2>/dev/null || true
+fi
