@@ -1,22 +1,28 @@
-# -*- coding: utf-8 -*-
 # Shared by every module of this project that talks to Redis: the `connection` option in
 # one place, client creation, and failures turned into one clear sentence each.
 from __future__ import annotations
 
+import os
 import traceback
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 try:
     import redis
     from redis import exceptions as redis_exceptions
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     REDIS_IMPORT_ERROR = None
 except ImportError:  # pragma: no cover - exercised on targets without redis-py
     redis = None
     redis_exceptions = None
     REDIS_IMPORT_ERROR = traceback.format_exc()
+
+# The package a target needs, named the way an operator installs it.
+REDIS_LIBRARY = "redis (Debian: python3-redis; pip: redis)"
 
 # Documentation fragment text lives in each module (no collection to hold a doc fragment);
 # this spec is the single source of the option's shape.
@@ -36,6 +42,9 @@ CONNECTION_SUBOPTIONS: dict[str, dict[str, Any]] = {
     "socket_timeout": {"type": "float", "default": 10.0},
 }
 
+_TLS_FILES = ("tls_ca_file", "tls_cert_file", "tls_key_file")
+
+
 def connection_argument_spec() -> dict[str, dict[str, Any]]:
     """A fresh copy of the shared spec, for a module to extend with its own options."""
     return {
@@ -47,6 +56,25 @@ def connection_argument_spec() -> dict[str, dict[str, Any]]:
     }
 
 
+def validate_connection(module: AnsibleModule, raw: dict[str, Any] | None, source: str) -> dict[str, Any]:
+    """Validate a connection dict that did not arrive as the `connection` option (e.g. the
+    inventory's `pipeline.redis`) exactly as if it had: defaults filled in, types checked,
+    and the password registered as a no_log value so it is masked in every result."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        kind = type(raw).__name__
+        module.fail_json(msg=f"{source} must be a dictionary of connection options, got a {kind}.")
+    spec = {name: dict(option) for name, option in CONNECTION_SUBOPTIONS.items()}
+    # Masked before any failure can echo the value back.
+    if raw.get("password"):
+        module.no_log_values.add(str(raw["password"]))
+    result = ArgumentSpecValidator(spec).validate(raw)
+    if result.error_messages:
+        module.fail_json(msg=f"{source} is not a valid connection: {'; '.join(result.error_messages)}.")
+    return result.validated_parameters
+
+
 def describe_endpoint(connection: dict[str, Any]) -> str:
     if connection.get("unix_socket"):
         return f"unix socket {connection['unix_socket']}"
@@ -56,11 +84,12 @@ def describe_endpoint(connection: dict[str, Any]) -> str:
 def connection_problem(connection: dict[str, Any]) -> str | None:
     """Contradictory or incomplete connection options, as a sentence, or None."""
     if connection.get("unix_socket") and connection.get("tls"):
-        return "connection.unix_socket and connection.tls cannot be used together: TLS is for TCP connections."
+        return (
+            "connection.unix_socket and connection.tls cannot be used together: TLS is for TCP connections."
+        )
     if bool(connection.get("tls_cert_file")) != bool(connection.get("tls_key_file")):
         return "connection.tls_cert_file and connection.tls_key_file must be given together."
-    tls_files = ("tls_ca_file", "tls_cert_file", "tls_key_file")
-    if not connection.get("tls") and any(connection.get(name) for name in tls_files):
+    if not connection.get("tls") and any(connection.get(name) for name in _TLS_FILES):
         return "connection.tls_ca_file, tls_cert_file and tls_key_file need connection.tls: true."
     if connection.get("username") and not connection.get("password"):
         return "connection.username needs connection.password."
@@ -70,17 +99,24 @@ def connection_problem(connection: dict[str, Any]) -> str | None:
     for name in ("connect_timeout", "socket_timeout"):
         if connection.get(name) is not None and connection[name] <= 0:
             return f"connection.{name} must be a positive number of seconds, got {connection[name]}."
+    # The module runs on the target, where these files must be: saying so beats the
+    # "Error 2 ... No such file or directory" redis-py would report mid-handshake.
+    for name in _TLS_FILES:
+        path = connection.get(name)
+        if path and not os.access(path, os.R_OK):
+            return f"connection.{name} {path} does not exist or is not readable on the target."
     return None
 
 
-def redis_client(module: AnsibleModule) -> Any:
-    """A connected, pinged redis-py client, or the module fails with one sentence."""
+def redis_client(module: AnsibleModule, connection: dict[str, Any] | None = None) -> Any:
+    """A connected, pinged redis-py client, or the module fails with one sentence.
+
+    `connection` defaults to the module's `connection` option; pass a dict returned by
+    validate_connection() to use another source."""
     if REDIS_IMPORT_ERROR is not None:
-        module.fail_json(
-            msg=missing_required_lib("redis (Debian: python3-redis; pip: redis)"),
-            exception=REDIS_IMPORT_ERROR,
-        )
-    connection: dict[str, Any] = module.params["connection"]
+        module.fail_json(msg=missing_required_lib(REDIS_LIBRARY), exception=REDIS_IMPORT_ERROR)
+    if connection is None:
+        connection = module.params["connection"]
     problem = connection_problem(connection)
     if problem:
         module.fail_json(msg=problem)
@@ -92,6 +128,9 @@ def redis_client(module: AnsibleModule) -> Any:
         "socket_connect_timeout": connection["connect_timeout"],
         "socket_timeout": connection["socket_timeout"],
         "decode_responses": True,
+        # redis-py 8 retries 3 times with backoff by default: a 0.5 s timeout became 12 s,
+        # and a retried write (a reclaim script) could run twice. One attempt, one answer.
+        "retry": Retry(NoBackoff(), 0),
     }
     if connection.get("unix_socket"):
         kwargs["unix_socket_path"] = connection["unix_socket"]
@@ -109,38 +148,63 @@ def redis_client(module: AnsibleModule) -> Any:
     client = redis.Redis(**kwargs)
     try:
         client.ping()
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
+    except Exception as exc:  # every failure becomes one sentence
         module.fail_json(msg=explain_redis_error(exc, connection))
     return client
+
+
+def _error_chain_text(exc: BaseException) -> str:
+    """The messages of an exception and of what caused it: redis-py 8 wraps the ssl error
+    of a failed handshake in a generic TimeoutError/ConnectionError."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        parts.append(str(current))
+        current = current.__cause__ or current.__context__
+    return " ".join(parts)
 
 
 def explain_redis_error(exc: BaseException, connection: dict[str, Any], context: str = "") -> str:
     """One sentence for a redis-py failure, naming the option to look at. Never includes
     the password."""
+    sentence = _explain(exc, connection, context)
+    password = connection.get("password")
+    # Belt and braces: no client or server message is known to echo it, but nothing
+    # guarantees it either.
+    if password:
+        sentence = sentence.replace(password, "********")
+    return sentence
+
+
+def _explain(exc: BaseException, connection: dict[str, Any], context: str) -> str:
     endpoint = describe_endpoint(connection)
     where = f" while {context}" if context else ""
-    text = str(exc)
+    text = str(exc).rstrip(".")
+    chain = _error_chain_text(exc).lower()
     if redis_exceptions is not None:
         if isinstance(exc, redis_exceptions.AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text:
             return (
                 f"Redis at {endpoint} refused authentication{where}: "
                 "check connection.username and connection.password."
             )
+        if isinstance(exc, redis_exceptions.ConnectionError | redis_exceptions.TimeoutError):
+            tls_words = ("ssl", "tls", "certificate", "handshake")
+            if connection.get("tls") and any(word in chain for word in tls_words):
+                return (
+                    f"TLS handshake with Redis at {endpoint} failed{where} ({text}): check that the server "
+                    "speaks TLS on this port, and connection.tls_ca_file and connection.tls_verify."
+                )
         if isinstance(exc, redis_exceptions.TimeoutError):
             return (
-                f"Redis at {endpoint} did not answer in time{where}: "
-                "check that it is up, or raise connection.connect_timeout / connection.socket_timeout."
+                f"Redis at {endpoint} did not answer in time{where} ({text}): check that it is up, "
+                "or raise connection.connect_timeout / connection.socket_timeout."
             )
         if isinstance(exc, redis_exceptions.ConnectionError):
-            lowered = text.lower()
-            if "ssl" in lowered or "tls" in lowered or "certificate" in lowered:
-                return (
-                    f"TLS handshake with Redis at {endpoint} failed{where} ({text}): "
-                    "check connection.tls, connection.tls_ca_file and connection.tls_verify."
-                )
             return (
-                f"Cannot connect to Redis at {endpoint}{where} ({text}): "
-                "check connection.host, connection.port or connection.unix_socket, and that Redis is running."
+                f"Cannot connect to Redis at {endpoint}{where} ({text}): check connection.host, "
+                "connection.port or connection.unix_socket, and that Redis is running."
             )
         if isinstance(exc, redis_exceptions.ResponseError):
             if text.startswith("WRONGTYPE"):
@@ -149,4 +213,4 @@ def explain_redis_error(exc: BaseException, connection: dict[str, Any], context:
                 return f"The consumer group does not exist{where}: {text}."
             if text.startswith("NOPERM"):
                 return f"The Redis user lacks a permission{where}: {text}; check connection.username's ACL."
-    return f"Redis at {endpoint} failed{where}: {type(exc).__name__}: {text}"
+    return f"Redis at {endpoint} failed{where}: {type(exc).__name__}: {text}."
