@@ -1,0 +1,102 @@
+"""The mode gate: only an explicit, unambiguous `true` is TESTNET; the run lock decisions."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_SPEC = importlib.util.spec_from_file_location(
+    "mode_gate", Path(__file__).resolve().parent.parent / "filter_plugins" / "mode_gate.py"
+)
+assert _SPEC and _SPEC.loader
+mode_gate_module = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(mode_gate_module)
+mode_gate = mode_gate_module.mode_gate
+run_lock_decision = mode_gate_module.run_lock_decision
+is_run_id = mode_gate_module.is_run_id
+
+VAR = "BINANCE_TESTNET"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "BINANCE_TESTNET=true\n",
+        "export BINANCE_TESTNET=true\n",
+        'BINANCE_TESTNET="true"\n',
+        "BINANCE_TESTNET='true'  # set by ops\n",
+        "BINANCE_TESTNET=true # set by ops\n",
+        "# BINANCE_TESTNET=false\nOTHER=1\n  BINANCE_TESTNET = true\n",
+        "BINANCE_TESTNET=true\nBINANCE_TESTNET=true\n",
+    ],
+)
+def test_testnet_only_for_an_explicit_true(content: str) -> None:
+    gate = mode_gate(content, VAR, "/etc/quantum/testnet.env")
+    assert gate["mode"] == "TESTNET", gate
+    assert gate["changes_allowed"] is True
+    assert "/etc/quantum/testnet.env" in gate["reason"]
+
+
+@pytest.mark.parametrize("content", ["BINANCE_TESTNET=false\n", "export BINANCE_TESTNET='false'\n"])
+def test_live_for_false(content: str) -> None:
+    gate = mode_gate(content, VAR)
+    assert gate["mode"] == "LIVE"
+    assert gate["changes_allowed"] is False
+    assert "false" in gate["reason"]
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (None, "missing or unreadable"),
+        ("", "does not assign BINANCE_TESTNET"),
+        ("# BINANCE_TESTNET=true\n", "does not assign"),
+        ("BINANCE_TESTNET_OLD=true\n", "does not assign"),
+        ("BINANCE_TESTNET=True\n", "neither true nor false"),
+        ("BINANCE_TESTNET=1\n", "neither true nor false"),
+        ("BINANCE_TESTNET=yes\n", "neither true nor false"),
+        ("BINANCE_TESTNET=\n", "neither true nor false"),
+        ("BINANCE_TESTNET=true\nBINANCE_TESTNET=false\n", "contradicting"),
+        ('BINANCE_TESTNET="true\n', "unreadable value"),
+        ("BINANCE_TESTNET='true' false\n", "unreadable value"),
+    ],
+)
+def test_anything_else_is_unknown_with_a_reason(content: str | None, words: str) -> None:
+    gate = mode_gate(content, VAR)
+    assert gate["mode"] == "UNKNOWN", gate
+    assert gate["changes_allowed"] is False
+    assert words in gate["reason"]
+
+
+def test_contradiction_names_the_lines() -> None:
+    gate = mode_gate("A=1\nBINANCE_TESTNET=true\n\nBINANCE_TESTNET=false\n", VAR)
+    assert "line 2" in gate["reason"] and "line 4" in gate["reason"]
+    assert [item["line"] for item in gate["assignments"]] == [2, 4]
+
+
+def test_variable_is_data() -> None:
+    assert mode_gate("SANDBOX=true\n", "SANDBOX")["mode"] == "TESTNET"
+    assert mode_gate("SANDBOX=true\n", VAR)["mode"] == "UNKNOWN"
+
+
+def test_lock_free_ours_stale_held() -> None:
+    run = "20260117T101734Z-ab12"
+    assert run_lock_decision(None, False, None, 3600, run)["action"] == "free"
+    assert run_lock_decision({"run_id": run}, True, 5, 3600, run)["action"] == "ours"
+    stale = run_lock_decision({"run_id": "20260117T081734Z-0000"}, True, 7200, 3600, run)
+    assert stale["action"] == "stale" and "20260117T081734Z-0000" in stale["message"]
+    held = run_lock_decision({"run_id": "20260117T101700Z-cafe"}, True, 34, 3600, run)
+    assert held["action"] == "held"
+    assert "20260117T101700Z-cafe" in held["message"]
+    # A lock whose owner file is not written yet is held by a run we cannot name.
+    unnamed = run_lock_decision(None, True, 1, 3600, run)
+    assert unnamed["action"] == "held" and "unknown run" in unnamed["message"]
+
+
+def test_run_id_shape() -> None:
+    assert is_run_id("20260117T101734Z-ab12")
+    assert not is_run_id("../../etc")
+    assert not is_run_id("20260117T101734Z-ab12/../x")
+    assert not is_run_id(None)
