@@ -1,0 +1,865 @@
+"""Pure functions over `redis_stream_info` results and the `pipeline` definition: deltas
+across a window, a verdict per stage, the stop point, the restart order, durations as text.
+
+No I/O here: every function takes plain data (the module results, the inventory's
+`pipeline`, the service states, the governor state) and returns plain data, so the roles
+can call them as Jinja filters and the tests can call them directly. The shapes are in
+docs/interfaces.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+try:
+    from ansible.errors import AnsibleFilterError
+except ImportError:  # the functions stay usable without Ansible installed
+    AnsibleFilterError = ValueError  # type: ignore[misc,assignment]
+
+OK = "OK"
+LAGGING = "LAGGING"
+STALLED = "STALLED"
+STOPPED = "STOPPED"
+BLOCKED = "BLOCKED"
+VERDICTS = (OK, LAGGING, STALLED, STOPPED, BLOCKED)
+RESTART_VERDICTS = frozenset({STALLED, STOPPED})
+
+DEFAULT_STALL_IDLE_MS = 30000
+# Two snapshots read the server clock and each consumer's idle time a few milliseconds
+# apart; a consumer that did nothing shows idle_after ~= idle_before + window, give or take
+# that skew. Below this slack an idle reset is not taken as proof of activity.
+IDLE_SLACK_MS = 1000
+
+
+# ---------------------------------------------------------------------------------------
+# small helpers
+
+
+def _int_or_none(value: Any) -> int | None:
+    """An integer from module output or Jinja (which may hand over strings); None stays None."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def _sub(after: Any, before: Any) -> int | None:
+    """after - before, or None when either is unknown (unknown is never 0)."""
+    a, b = _int_or_none(after), _int_or_none(before)
+    if a is None or b is None:
+        return None
+    return a - b
+
+
+def _parse_id(entry_id: Any) -> tuple[int, int] | None:
+    """A stream entry ID "ms-seq" as a comparable tuple; None when absent or malformed."""
+    if not isinstance(entry_id, str) or not entry_id:
+        return None
+    ms, _, seq = entry_id.partition("-")
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
+        return None
+
+
+def _id_advanced(before: Any, after: Any) -> bool:
+    b, a = _parse_id(before), _parse_id(after)
+    if a is None:
+        return False
+    if b is None:
+        return a > (0, 0)
+    return a > b
+
+
+def _mapping(value: Any) -> Mapping:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _streams_of(result: Any) -> Mapping:
+    return _mapping(_mapping(result).get("streams"))
+
+
+def _time_ms(result: Any) -> int | None:
+    return _int_or_none(_mapping(_mapping(result).get("server")).get("time_ms"))
+
+
+def _exists(obj: Mapping) -> bool:
+    """Module output says `exists`; a non-empty dict without the flag counts as present."""
+    if "exists" in obj:
+        return bool(obj["exists"])
+    return bool(obj)
+
+
+def _union(first: Iterable[str], second: Iterable[str]) -> list[str]:
+    names = list(first)
+    names.extend(name for name in second if name not in names)
+    return names
+
+
+def _entries(count: int | None) -> str:
+    if count is None:
+        return "an unknown number of entries"
+    return f"{count} entry" if count == 1 else f"{count} entries"
+
+
+def _stages(pipeline: Any) -> list[Mapping]:
+    stages = _mapping(pipeline).get("stages")
+    if not isinstance(stages, list):
+        raise AnsibleFilterError("pipeline.stages must be a list of stages, upstream first.")
+    return [stage for stage in stages if isinstance(stage, Mapping)]
+
+
+def _is_consumer(stage: Mapping) -> bool:
+    return bool(stage.get("input_stream"))
+
+
+# ---------------------------------------------------------------------------------------
+# human_ms
+
+
+def human_ms(ms: Any) -> str:
+    """Milliseconds as short text with the two largest units: 11776068 -> "3h 16m",
+    61000 -> "1m 1s", 999 -> "999 ms", None -> "unknown"."""
+    if ms is None:
+        return "unknown"
+    value = _int_or_none(ms)
+    if value is None:
+        raise AnsibleFilterError(f"human_ms expects a number of milliseconds, got {ms!r}.")
+    if value < 0:
+        return f"-{human_ms(-value)}"
+    if value < 1000:
+        return f"{value} ms"
+    seconds = value // 1000
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        amount, seconds = divmod(seconds, size)
+        if amount or parts:
+            parts.append((amount, unit))
+    shown = parts[:2]
+    while len(shown) > 1 and shown[-1][0] == 0:
+        shown.pop()
+    return " ".join(f"{amount}{unit}" for amount, unit in shown)
+
+
+# ---------------------------------------------------------------------------------------
+# stream_deltas
+
+
+def _consumer_delta(before: Mapping | None, after: Mapping | None, window_ms: int | None) -> dict:
+    present_before, present_after = before is not None, after is not None
+    b, a = _mapping(before), _mapping(after)
+    pending_before, pending_after = _int_or_none(b.get("pending")), _int_or_none(a.get("pending"))
+    idle_before, idle_after = _int_or_none(b.get("idle_ms")), _int_or_none(a.get("idle_ms"))
+    inactive_before, inactive_after = (
+        _int_or_none(b.get("inactive_ms")),
+        _int_or_none(a.get("inactive_ms")),
+    )
+    pending_delta = _sub(pending_after, pending_before)
+
+    def reset(before_ms: int | None, after_ms: int | None) -> bool:
+        # A consumer left alone ages by the window; any interaction restarts its clock.
+        if before_ms is None or after_ms is None:
+            return False
+        return after_ms + IDLE_SLACK_MS < before_ms + (window_ms or 0)
+
+    interacted = reset(idle_before, idle_after) or reset(inactive_before, inactive_after)
+    if not present_after:
+        advanced = False
+    elif not present_before:
+        # It appeared during the window: something used that name.
+        advanced = True
+    else:
+        # A changed PEL counts too (an XACK does not reset idle); erring toward "advanced"
+        # is the safe side, since an advancing consumer is never retired.
+        advanced = interacted or bool(pending_delta)
+    return {
+        "present_before": present_before,
+        "present_after": present_after,
+        "pending_before": pending_before,
+        "pending_after": pending_after,
+        "pending_delta": pending_delta,
+        "idle_ms_before": idle_before,
+        "idle_ms_after": idle_after,
+        "inactive_ms_after": inactive_after,
+        "oldest_pending_id_before": b.get("oldest_pending_id"),
+        "oldest_pending_id_after": a.get("oldest_pending_id"),
+        "oldest_pending_age_ms": _int_or_none(a.get("oldest_pending_age_ms")),
+        "interacted": interacted,
+        "advanced": advanced,
+    }
+
+
+def _group_delta(before: Mapping, after: Mapping, window_ms: int | None) -> dict:
+    consumers_before = _mapping(before.get("consumers"))
+    consumers_after = _mapping(after.get("consumers"))
+    return {
+        "exists_before": _exists(before),
+        "exists_after": _exists(after),
+        "entries_read_before": _int_or_none(before.get("entries_read")),
+        "entries_read_after": _int_or_none(after.get("entries_read")),
+        "entries_read_delta": _sub(after.get("entries_read"), before.get("entries_read")),
+        "lag_before": _int_or_none(before.get("lag")),
+        "lag_after": _int_or_none(after.get("lag")),
+        "lag_delta": _sub(after.get("lag"), before.get("lag")),
+        "pending_before": _int_or_none(before.get("pending")),
+        "pending_after": _int_or_none(after.get("pending")),
+        "pending_delta": _sub(after.get("pending"), before.get("pending")),
+        "last_delivered_id_before": before.get("last_delivered_id"),
+        "last_delivered_id_after": after.get("last_delivered_id"),
+        "last_delivered_id_advanced": _id_advanced(
+            before.get("last_delivered_id"), after.get("last_delivered_id")
+        ),
+        "consumers": {
+            name: _consumer_delta(consumers_before.get(name), consumers_after.get(name), window_ms)
+            for name in _union(consumers_before, consumers_after)
+        },
+    }
+
+
+def _stream_delta(before: Mapping, after: Mapping, window_ms: int | None) -> dict:
+    added_delta = _sub(after.get("entries_added"), before.get("entries_added"))
+    length_delta = _sub(after.get("length"), before.get("length"))
+    id_changed = before.get("last_entry_id") != after.get("last_entry_id")
+    if added_delta is not None:
+        added = max(added_delta, 0)
+    elif _id_advanced(before.get("last_entry_id"), after.get("last_entry_id")):
+        # Without entries_added (Redis < 7) the length is the best count left; a trimmed
+        # stream may hide some, so at least one entry is counted.
+        added = max(length_delta or 0, 1)
+    else:
+        added = max(length_delta or 0, 0)
+    groups_before = _mapping(before.get("groups"))
+    groups_after = _mapping(after.get("groups"))
+    return {
+        "exists_before": _exists(before),
+        "exists_after": _exists(after),
+        "length_before": _int_or_none(before.get("length")),
+        "length_after": _int_or_none(after.get("length")),
+        "length_delta": length_delta,
+        "entries_added_before": _int_or_none(before.get("entries_added")),
+        "entries_added_after": _int_or_none(after.get("entries_added")),
+        "entries_added_delta": added_delta,
+        "last_entry_id_before": before.get("last_entry_id"),
+        "last_entry_id_after": after.get("last_entry_id"),
+        "last_entry_id_changed": id_changed,
+        "added": added,
+        "grew": added > 0,
+        "groups": {
+            name: _group_delta(
+                _mapping(groups_before.get(name)), _mapping(groups_after.get(name)), window_ms
+            )
+            for name in _union(groups_before, groups_after)
+        },
+    }
+
+
+def stream_deltas(before: Mapping, after: Mapping) -> dict:
+    """What changed between two `redis_stream_info` results.
+
+    Returns `{window_ms, streams: {stream: {exists_before, exists_after, length_*,
+    entries_added_*, last_entry_id_*, last_entry_id_changed, added, grew, groups: {group:
+    {exists_*, entries_read_*, lag_*, pending_*, last_delivered_id_*,
+    last_delivered_id_advanced, consumers: {name: {present_before, present_after,
+    pending_*, idle_ms_*, inactive_ms_after, oldest_pending_id_*, oldest_pending_age_ms,
+    interacted, advanced}}}}}}}`. Every `*_delta` is null when either side is unknown.
+    """
+    window_ms = _sub(_time_ms(after), _time_ms(before))
+    streams_before, streams_after = _streams_of(before), _streams_of(after)
+    return {
+        "window_ms": window_ms,
+        "time_ms_before": _time_ms(before),
+        "time_ms_after": _time_ms(after),
+        "streams": {
+            name: _stream_delta(
+                _mapping(streams_before.get(name)), _mapping(streams_after.get(name)), window_ms
+            )
+            for name in _union(streams_before, streams_after)
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# stage_verdicts
+
+
+def _service_state(unit: str | None, services: Mapping | None) -> Mapping | None:
+    if not unit or not isinstance(services, Mapping):
+        return None
+    for key in (unit, f"{unit}.service"):
+        if isinstance(services.get(key), Mapping):
+            return services[key]
+    return None
+
+
+def _service_problem(unit: str, state: Mapping | None) -> str | None:
+    """Why the unit is not running, or None. `active` alone is not trusted: an active unit
+    without a main process is not running anything."""
+    if state is None:
+        return None
+    active, sub = state.get("active_state"), state.get("sub_state")
+    sub_text = f" ({sub})" if sub else ""
+    if state.get("load_state") == "not-found":
+        return f"unit {unit} is not installed"
+    if active != "active":
+        return f"unit {unit} is {active or 'in an unknown state'}{sub_text}"
+    if _int_or_none(state.get("main_pid")) == 0:
+        return f"unit {unit} is active{sub_text} but has no main process"
+    return None
+
+
+def _governor_limited(governor: Mapping | None) -> bool:
+    if not governor:
+        return False
+    if "over_limit" in governor or "at_limit" in governor:
+        return bool(governor.get("over_limit")) or bool(governor.get("at_limit"))
+    count, limit = _int_or_none(governor.get("count")), _int_or_none(governor.get("limit"))
+    return count is not None and limit is not None and count >= limit
+
+
+def _governor_text(governor: Mapping, spec: Mapping) -> str:
+    count_field = spec.get("count_field") or "count"
+    limit_field = spec.get("limit_field") or "limit"
+    key = f" in {spec['key']}" if spec.get("key") else ""
+    count, limit = governor.get("count"), governor.get("limit")
+    relation = "over" if governor.get("over_limit") else "at"
+    return (
+        f"governor counter {count_field}={count} is {relation} its limit {limit_field}={limit}{key}"
+    )
+
+
+def _window_text(window_ms: int | None) -> str:
+    return f"the {human_ms(window_ms)} window" if window_ms is not None else "the window"
+
+
+def _base_verdict(stage: Mapping, window_ms: int | None, service: Mapping | None) -> dict:
+    return {
+        "stage": stage.get("name"),
+        "unit": stage.get("unit"),
+        "verdict": OK,
+        "reason": "",
+        "needs_restart": False,
+        "role": "consumer" if _is_consumer(stage) else "producer",
+        "input_stream": stage.get("input_stream"),
+        "group": stage.get("group"),
+        "consumer": stage.get("consumer"),
+        "output_stream": stage.get("output_stream"),
+        "window_ms": window_ms,
+        "service": dict(service) if service is not None else None,
+        "output_grew": False,
+        "output_added": 0,
+        "input_grew": None,
+        "lag": None,
+        "lag_before": None,
+        "pending": None,
+        "pending_before": None,
+        "entries_read_delta": None,
+        "consumer_present": None,
+        "consumer_pending": None,
+        "consumer_idle_ms": None,
+        "consumer_inactive_ms": None,
+        "oldest_pending_id": None,
+        "oldest_pending_age_ms": None,
+        "dead_consumers": [],
+        "empty_consumers": [],
+        "governor": None,
+    }
+
+
+def _producer_verdict(
+    stage: Mapping, record: dict, governor: Mapping | None, spec: Mapping
+) -> None:
+    problem = _service_problem(record["unit"], record["service"])
+    limited = bool(stage.get("governed")) and _governor_limited(governor)
+    if stage.get("governed") and governor is not None:
+        record["governor"] = dict(governor)
+    output = record["output_stream"]
+    if problem:
+        extra = f"; {_governor_text(governor, spec)}" if limited and governor else ""
+        record.update(verdict=STOPPED, reason=f"{problem}{extra}")
+    elif record["output_grew"]:
+        record["reason"] = (
+            f"producing: {output} grew by {_entries(record['output_added'])} in "
+            f"{_window_text(record['window_ms'])}"
+        )
+    elif limited and governor:
+        record.update(
+            verdict=BLOCKED,
+            reason=f"{output} did not grow in {_window_text(record['window_ms'])}: "
+            f"{_governor_text(governor, spec)}",
+        )
+    else:
+        why = (
+            "the governor is below its limit"
+            if stage.get("governed") and governor
+            else "nothing holds it back"
+        )
+        record["reason"] = (
+            f"quiet: {output} did not grow in {_window_text(record['window_ms'])}; {why}"
+        )
+
+
+def _dead_consumers(
+    group_after: Mapping, group_delta: Mapping, live: str | None
+) -> tuple[list, list]:
+    """Consumers other than the stage's live one: those holding entries without advancing
+    (nobody will ever process those entries) and those holding none."""
+    dead, empty = [], []
+    deltas = _mapping(group_delta.get("consumers"))
+    for name, info in _mapping(group_after.get("consumers")).items():
+        if name == live:
+            continue
+        info = _mapping(info)
+        pending = _int_or_none(info.get("pending")) or 0
+        if pending == 0:
+            empty.append(name)
+            continue
+        if _mapping(deltas.get(name)).get("advanced"):
+            continue  # another worker using its own name, busy right now: not orphaned
+        dead.append(
+            {
+                "name": name,
+                "pending": pending,
+                "idle_ms": _int_or_none(info.get("idle_ms")),
+                "oldest_pending_age_ms": _int_or_none(info.get("oldest_pending_age_ms")),
+                "oldest_pending_id": info.get("oldest_pending_id"),
+                "max_delivery_count": _int_or_none(info.get("max_delivery_count")),
+            }
+        )
+    return dead, empty
+
+
+def _dead_text(dead: list, live: str | None) -> str:
+    return "; ".join(
+        f"{_entries(d['pending'])} pending on consumer {d['name']} (not the live consumer {live}), "
+        f"oldest {human_ms(d['oldest_pending_age_ms'])} old"
+        for d in dead
+    )
+
+
+def _consumer_verdict(
+    record: dict,
+    stream_after: Mapping,
+    stream_delta: Mapping,
+    stall_idle_ms: int,
+    lag_tolerance: int,
+) -> None:
+    unit, source, group, live = (
+        record["unit"],
+        record["input_stream"],
+        record["group"],
+        record["consumer"],
+    )
+    window = _window_text(record["window_ms"])
+    record["input_grew"] = bool(stream_delta.get("grew"))
+    group_after = _mapping(_mapping(stream_after.get("groups")).get(group))
+    group_delta = _mapping(_mapping(stream_delta.get("groups")).get(group))
+
+    problem = _service_problem(unit, record["service"])
+    if problem is None and not _exists(stream_after):
+        problem = f"input stream {source} does not exist"
+    elif problem is None and not _exists(group_after):
+        problem = f"group {group} does not exist on {source}"
+    if not _exists(group_after):
+        if problem:
+            record.update(verdict=STOPPED, reason=problem)
+        return
+
+    lag = _int_or_none(group_after.get("lag"))
+    live_info = _mapping(group_after.get("consumers")).get(live)
+    live_delta = _mapping(_mapping(group_delta.get("consumers")).get(live))
+    live_pending = _int_or_none(_mapping(live_info).get("pending")) or 0
+    age = _int_or_none(_mapping(live_info).get("oldest_pending_age_ms"))
+    idle = _int_or_none(_mapping(live_info).get("idle_ms"))
+    inactive = _int_or_none(_mapping(live_info).get("inactive_ms"))
+    record.update(
+        lag=lag,
+        lag_before=group_delta.get("lag_before"),
+        pending=_int_or_none(group_after.get("pending")),
+        pending_before=group_delta.get("pending_before"),
+        entries_read_delta=group_delta.get("entries_read_delta"),
+        consumer_present=live_info is not None,
+        consumer_pending=live_pending if live_info is not None else None,
+        consumer_idle_ms=idle,
+        consumer_inactive_ms=inactive,
+        oldest_pending_id=_mapping(live_info).get("oldest_pending_id"),
+        oldest_pending_age_ms=age,
+    )
+    dead, empty = _dead_consumers(group_after, group_delta, live)
+    record.update(dead_consumers=dead, empty_consumers=empty)
+
+    if lag is not None:
+        undelivered: bool | None = lag > 0
+    else:
+        delivered = _parse_id(group_after.get("last_delivered_id"))
+        newest = _parse_id(stream_after.get("last_entry_id"))
+        undelivered = None if delivered is None or newest is None else delivered < newest
+    backlog_text = f"lag {lag}" if lag is not None else "lag unknown"
+    if lag is not None and record["lag_before"] is not None and record["lag_before"] != lag:
+        trend = "growing" if lag > record["lag_before"] else "shrinking"
+        backlog_text += f" (was {record['lag_before']}, {trend})"
+    pel_aged = live_pending > 0 and age is not None and age > stall_idle_ms
+    pel_unchanged = live_delta.get("oldest_pending_id_before") == live_delta.get(
+        "oldest_pending_id_after"
+    )
+    waits = (lag or 0) > 0 or (lag is None and (live_pending > 0 or bool(undelivered))) or pel_aged
+    read_delta = record["entries_read_delta"]
+    reading = (
+        read_delta > 0
+        if read_delta is not None
+        else bool(group_delta.get("last_delivered_id_advanced"))
+    )
+    read_text = (
+        f"read {_entries(read_delta)} in {window}"
+        if read_delta is not None
+        else f"its last delivered id {'moved' if reading else 'did not move'} in {window}"
+    )
+    # Redis >= 7.2 resets idle on empty reads too; inactive keeps "last successful read".
+    since_read = inactive if inactive is not None else idle
+    pel_text = f"{_entries(live_pending)} pending on {live}, oldest {human_ms(age)} old"
+
+    if problem:
+        verdict, reason = STOPPED, problem
+    elif live_info is None:
+        if (lag or 0) > 0 or undelivered:
+            verdict = STOPPED
+            reason = f"live consumer {live} is absent from group {group} while entries wait ({backlog_text})"
+        else:
+            verdict, reason = (
+                OK,
+                f"quiet: nothing waits in group {group} ({backlog_text}); {live} not registered yet",
+            )
+    elif not waits:
+        if reading:
+            verdict, reason = (
+                OK,
+                f"flowing: {read_text}, {backlog_text}, {_entries(live_pending)} in flight",
+            )
+        else:
+            verdict = OK
+            reason = (
+                f"quiet: nothing waits ({backlog_text}, nothing stuck in the PEL); "
+                f"{live} idle {human_ms(since_read)} is normal on a quiet stream"
+            )
+    elif reading:
+        if pel_aged and pel_unchanged:
+            verdict = STALLED
+            reason = (
+                f"{live} reads new entries but does not finish old ones: {pel_text}, unchanged across "
+                f"{window}; they are replayed only when the service restarts"
+            )
+        elif (lag is not None and lag > lag_tolerance) or (lag is None and undelivered):
+            verdict, reason = LAGGING, f"behind but reading: {backlog_text}; {read_text}"
+        else:
+            verdict, reason = OK, f"flowing: {read_text}, {backlog_text}"
+    else:
+        waiting = f"{backlog_text}" + (f", {pel_text}" if live_pending else "")
+        if since_read is not None and since_read > stall_idle_ms:
+            verdict = STALLED
+            reason = (
+                f"work waits ({waiting}) but {live} has not read for {human_ms(since_read)} "
+                f"and entries-read did not move in {window}"
+            )
+        elif record["window_ms"] is not None and record["window_ms"] >= stall_idle_ms:
+            verdict = STALLED
+            reason = f"work waits ({waiting}) but {live} read nothing in {window}"
+        else:
+            verdict = LAGGING
+            reason = (
+                f"work waits ({waiting}); {live} read {human_ms(since_read)} ago but nothing in "
+                f"{window}, too short to call it stalled"
+            )
+
+    if dead:
+        if verdict in (OK, LAGGING):
+            verdict, reason = STALLED, f"{_dead_text(dead, live)}; live consumer: {reason}"
+        else:
+            reason = f"{reason}; {_dead_text(dead, live)}"
+    record.update(verdict=verdict, reason=reason)
+
+
+def stage_verdicts(
+    before: Mapping,
+    after: Mapping,
+    pipeline: Mapping,
+    services: Mapping | None = None,
+    governor: Mapping | None = None,
+    stall_idle_ms: int = DEFAULT_STALL_IDLE_MS,
+    lag_tolerance: int = 0,
+) -> dict:
+    """A verdict per stage of `pipeline.stages`: `{stage_name: {verdict, reason, stage, unit,
+    role, input_stream, group, consumer, output_stream, window_ms, service, output_grew,
+    output_added, input_grew, lag, lag_before, pending, pending_before, entries_read_delta,
+    consumer_present, consumer_pending, consumer_idle_ms, consumer_inactive_ms,
+    oldest_pending_id, oldest_pending_age_ms, dead_consumers: [{name, pending, idle_ms,
+    oldest_pending_age_ms, oldest_pending_id, max_delivery_count}], empty_consumers: [name],
+    governor, needs_restart}}`.
+
+    `services`: `{unit: {active_state, sub_state, main_pid}}`; a unit absent from it is not
+    judged on its service. `governor`: `{exists, date, count, limit, today, over_limit,
+    at_limit}`. `lag_tolerance`: a reading consumer this many entries behind or fewer is
+    caught up (a busy stream is rarely at lag 0 at the instant of a snapshot).
+    """
+    stall = _int_or_none(stall_idle_ms)
+    tolerance = _int_or_none(lag_tolerance)
+    if stall is None or stall < 0:
+        raise AnsibleFilterError(
+            f"stall_idle_ms must be a number of milliseconds >= 0, got {stall_idle_ms!r}."
+        )
+    if tolerance is None or tolerance < 0:
+        raise AnsibleFilterError(
+            f"lag_tolerance must be a number of entries >= 0, got {lag_tolerance!r}."
+        )
+    deltas = stream_deltas(before, after)
+    streams_after = _streams_of(after)
+    governor_spec = _mapping(_mapping(pipeline).get("governor"))
+    verdicts: dict[str, dict] = {}
+    for stage in _stages(pipeline):
+        record = _base_verdict(
+            stage, deltas["window_ms"], _service_state(stage.get("unit"), services)
+        )
+        output_delta = _mapping(deltas["streams"].get(record["output_stream"]))
+        record["output_grew"] = bool(output_delta.get("grew"))
+        record["output_added"] = output_delta.get("added", 0)
+        if _is_consumer(stage):
+            _consumer_verdict(
+                record,
+                _mapping(streams_after.get(record["input_stream"])),
+                _mapping(deltas["streams"].get(record["input_stream"])),
+                stall,
+                tolerance,
+            )
+        else:
+            _producer_verdict(stage, record, governor, governor_spec)
+        record["needs_restart"] = record["verdict"] in RESTART_VERDICTS
+        verdicts[str(record["stage"])] = record
+    return verdicts
+
+
+# ---------------------------------------------------------------------------------------
+# stop point, layers, restart order
+
+
+def stop_point(verdicts: Mapping, pipeline: Mapping) -> dict:
+    """The first stage, in pipeline order, whose verdict is not OK: `{stage, verdict,
+    reason}`; `{stage: None, verdict: "OK", reason: "every stage is OK"}` when there is none."""
+    for stage in _stages(pipeline):
+        verdict = _mapping(_mapping(verdicts).get(stage.get("name")))
+        if verdict and verdict.get("verdict") != OK:
+            return {
+                "stage": stage.get("name"),
+                "verdict": verdict.get("verdict"),
+                "reason": verdict.get("reason"),
+            }
+    return {"stage": None, "verdict": OK, "reason": "every stage is OK"}
+
+
+def pipeline_layers(verdicts: Mapping, pipeline: Mapping) -> dict:
+    """The incident's three layers: `{stuck_consumers: [stage], restart_behind: [stage],
+    blocked_producer: stage | None}`. Stuck consumers are consumer stages STALLED or
+    STOPPED; restart_behind are the other consumer stages downstream of the first stuck one;
+    blocked_producer is the first BLOCKED stage."""
+    stuck: list[str] = []
+    behind: list[str] = []
+    blocked = None
+    for stage in _stages(pipeline):
+        name = stage.get("name")
+        verdict = _mapping(_mapping(verdicts).get(name)).get("verdict")
+        if verdict == BLOCKED and blocked is None:
+            blocked = name
+        if not _is_consumer(stage):
+            continue
+        if verdict in RESTART_VERDICTS:
+            stuck.append(name)
+        elif stuck:
+            behind.append(name)
+    return {"stuck_consumers": stuck, "restart_behind": behind, "blocked_producer": blocked}
+
+
+def restart_order(pipeline: Mapping, stages: Any) -> list[str]:
+    """Units to restart, downstream first: the given stages plus every consumer stage
+    downstream of the first consumer stage given (a stage behind a stuck consumer is
+    restarted too). A producer alone does not pull in its consumers. `stages` is a list of
+    stage names (a single name, or the stage_verdicts dict, whose needs_restart stages are
+    taken, also work). Units are listed once."""
+    if isinstance(stages, str):
+        wanted = [stages]
+    elif isinstance(stages, Mapping):
+        wanted = [name for name, v in stages.items() if _mapping(v).get("needs_restart")]
+    else:
+        wanted = list(stages or [])
+    ordered = _stages(pipeline)
+    names = [stage.get("name") for stage in ordered]
+    unknown = [name for name in wanted if name not in names]
+    if unknown:
+        raise AnsibleFilterError(
+            f"restart_order: no stage named {', '.join(map(str, unknown))} in the pipeline."
+        )
+    selected = set(wanted)
+    first_consumer = next(
+        (
+            i
+            for i, stage in enumerate(ordered)
+            if stage.get("name") in selected and _is_consumer(stage)
+        ),
+        None,
+    )
+    units: list[str] = []
+    for index in range(len(ordered) - 1, -1, -1):
+        stage = ordered[index]
+        behind = first_consumer is not None and index > first_consumer and _is_consumer(stage)
+        unit = stage.get("unit")
+        if (stage.get("name") in selected or behind) and unit and unit not in units:
+            units.append(unit)
+    return units
+
+
+# ---------------------------------------------------------------------------------------
+# pipeline helpers
+
+
+def pipeline_streams(pipeline: Mapping) -> list[dict]:
+    """The `streams` option of redis_stream_info for a pipeline: each input stream with its
+    groups and each output stream, once, in pipeline order. A stream no stage reads from has
+    no `groups` key (the module then reports all of its groups)."""
+    streams: dict[str, list[str]] = {}
+    for stage in _stages(pipeline):
+        source, group, output = (
+            stage.get("input_stream"),
+            stage.get("group"),
+            stage.get("output_stream"),
+        )
+        if source:
+            groups = streams.setdefault(source, [])
+            if group and group not in groups:
+                groups.append(group)
+        if output:
+            streams.setdefault(output, [])
+    return [
+        {"stream": name, "groups": groups} if groups else {"stream": name}
+        for name, groups in streams.items()
+    ]
+
+
+def _check_threshold(problems: list[str], where: str, field: str, value: Any) -> None:
+    if value is None:
+        return
+    number = _int_or_none(value)
+    if number is None:
+        problems.append(f"{where}: {field} must be a whole number, got {value!r}.")
+    elif number < 0:
+        problems.append(f"{where}: {field} must not be negative, got {number}.")
+
+
+def _stage_problems(stage: Any, index: int, previous: Mapping | None, seen: set[str]) -> list[str]:
+    if not isinstance(stage, Mapping):
+        return [f"pipeline.stages[{index}] must be a mapping, got {type(stage).__name__}."]
+    problems: list[str] = []
+    name = stage.get("name")
+    where = f"stage {name}" if name else f"pipeline.stages[{index}]"
+    if not name or not isinstance(name, str):
+        problems.append(f"pipeline.stages[{index}] has no name.")
+    elif name in seen:
+        problems.append(f"stage name {name} is used by more than one stage.")
+    else:
+        seen.add(name)
+    for field in ("unit", "output_stream"):
+        if not stage.get(field):
+            problems.append(f"{where} has no {field}.")
+    source = stage.get("input_stream")
+    if source:
+        for field in ("group", "consumer"):
+            if not stage.get(field):
+                problems.append(f"{where} reads {source} but has no {field}.")
+        if previous is not None and previous.get("output_stream") != source:
+            problems.append(
+                f"{where} reads {source}, not the previous stage's output_stream "
+                f"{previous.get('output_stream')}."
+            )
+        if source == stage.get("output_stream"):
+            problems.append(f"{where} writes to its own input_stream {source}.")
+        if stage.get("governed"):
+            problems.append(
+                f"{where} is governed but has an input_stream: only a producer can be governed."
+            )
+    elif previous is not None:
+        problems.append(f"{where} has no input_stream: only the first stage may be a producer.")
+    dead_letter = stage.get("dead_letter")
+    if dead_letter is not None:
+        if not source:
+            problems.append(
+                f"{where} has a dead_letter policy but no input_stream to take entries from."
+            )
+        if not isinstance(dead_letter, Mapping):
+            problems.append(f"{where}: dead_letter must be a mapping.")
+        else:
+            target = dead_letter.get("stream")
+            if not target:
+                problems.append(f"{where}: dead_letter has no stream.")
+            elif target == source:
+                problems.append(f"{where}: dead_letter stream {target} is the input_stream itself.")
+            elif target == stage.get("output_stream"):
+                problems.append(
+                    f"{where}: dead_letter stream {target} is the stage's output_stream."
+                )
+            if dead_letter.get("max_age_ms") is None and dead_letter.get("max_deliveries") is None:
+                problems.append(f"{where}: dead_letter needs max_age_ms or max_deliveries.")
+            for field in ("max_age_ms", "max_deliveries"):
+                _check_threshold(problems, where, f"dead_letter.{field}", dead_letter.get(field))
+    return problems
+
+
+def validate_pipeline(pipeline: Any) -> list[str]:
+    """Problems in a pipeline definition, one sentence each; an empty list means valid."""
+    if not isinstance(pipeline, Mapping):
+        return ["pipeline must be a mapping."]
+    problems: list[str] = []
+    if not pipeline.get("name"):
+        problems.append("pipeline has no name.")
+    stages = pipeline.get("stages")
+    if not isinstance(stages, list) or not stages:
+        problems.append("pipeline.stages must be a non-empty list of stages, upstream first.")
+        return problems
+    seen: set[str] = set()
+    pairs: set[tuple[str, str]] = set()
+    previous: Mapping | None = None
+    for index, stage in enumerate(stages):
+        problems.extend(_stage_problems(stage, index, previous, seen))
+        if isinstance(stage, Mapping):
+            pair = (stage.get("input_stream"), stage.get("group"))
+            if all(pair):
+                if pair in pairs:
+                    problems.append(f"group {pair[1]} on {pair[0]} is used by more than one stage.")
+                pairs.add(pair)
+            previous = stage
+    governed = [s for s in stages if isinstance(s, Mapping) and s.get("governed")]
+    if governed:
+        spec = pipeline.get("governor")
+        if not isinstance(spec, Mapping):
+            problems.append("a stage is governed but pipeline.governor is not defined.")
+        else:
+            for field in ("key", "count_field", "limit_field"):
+                if not spec.get(field):
+                    problems.append(f"pipeline.governor has no {field}.")
+    return problems
+
+
+class FilterModule:
+    """Stream health filters: deltas, verdicts, stop point, restart order, durations."""
+
+    def filters(self) -> dict:
+        return {
+            "stream_deltas": stream_deltas,
+            "stage_verdicts": stage_verdicts,
+            "stop_point": stop_point,
+            "pipeline_layers": pipeline_layers,
+            "restart_order": restart_order,
+            "human_ms": human_ms,
+            "pipeline_streams": pipeline_streams,
+            "validate_pipeline": validate_pipeline,
+        }
