@@ -1,0 +1,643 @@
+#!/usr/bin/python
+# Read-only facts about Redis Streams consumer groups: what every diagnosis, verdict and
+# report of this project is computed from.
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: redis_stream_info
+short_description: Report the state of Redis streams, their consumer groups and consumers
+description:
+  - Reads, never writes, the state of a list of Redis streams or of every stream of a
+    pipeline definition (the inventory variable C(pipeline)).
+  - Per stream, its length, first and last entry IDs and the number of entries ever added.
+  - Per consumer group, its consumer count, pending entries, last delivered ID, entries read
+    and lag. A lag the server cannot compute (entries deleted after the group's position) is
+    reported as C(null), never as V(0).
+  - Per consumer, its pending entries, idle time, inactive time (Redis 7.2 and later), the ID,
+    age and idle time of its oldest pending entry and the highest delivery count in its
+    pending entries list. These come from a bounded C(XPENDING key group - + COUNT n consumer)
+    per consumer with pending entries, never from an unbounded scan of a pending entries list.
+  - Commands are pipelined, one round trip per kind of question, and each command is bounded.
+  - A missing stream or group is reported under RV(missing) and with C(exists=false); the
+    module fails on it only with O(fail_on_missing=true). A key of another type than stream
+    always fails.
+version_added: "1.0.0"
+author:
+  - quantum-remediation maintainers
+requirements:
+  - redis (redis-py) 5.0 or later on the target (Debian package python3-redis, pip package redis).
+  - Redis server 5.0 or later; C(entries_added), C(entries_read) and C(lag) need 7.0,
+    C(inactive_ms) needs 7.2.
+options:
+  connection:
+    description:
+      - How to reach Redis. The same option as every module of this project.
+      - When omitted, O(pipeline)'s C(redis) dictionary is used; when both are omitted, the defaults below.
+    type: dict
+    suboptions:
+      host:
+        description: Host name or address of the Redis server.
+        type: str
+        default: 127.0.0.1
+      port:
+        description: TCP port of the Redis server.
+        type: int
+        default: 6379
+      unix_socket:
+        description: Path of a Unix socket to connect to instead of O(connection.host) and O(connection.port).
+        type: path
+      db:
+        description: Database number.
+        type: int
+        default: 0
+      username:
+        description: ACL user name (Redis 6 and later); needs O(connection.password).
+        type: str
+      password:
+        description: Password, for the ACL user or for C(requirepass). Never shown in any output.
+        type: str
+      tls:
+        description: Connect with TLS. Cannot be combined with O(connection.unix_socket).
+        type: bool
+        default: false
+      tls_ca_file:
+        description: CA certificate file on the target, to verify the server; needs O(connection.tls=true).
+        type: path
+      tls_cert_file:
+        description: Client certificate file, on the target, given with O(connection.tls_key_file).
+        type: path
+      tls_key_file:
+        description: Private key of O(connection.tls_cert_file), on the target.
+        type: path
+      tls_verify:
+        description: Verify the server's certificate and host name.
+        type: bool
+        default: true
+      connect_timeout:
+        description: Seconds to wait for the connection (and the TLS handshake).
+        type: float
+        default: 5.0
+      socket_timeout:
+        description: Seconds to wait for each answer.
+        type: float
+        default: 10.0
+  streams:
+    description:
+      - The streams to report, each with the consumer groups to report.
+      - Mutually exclusive with O(pipeline); one of the two is required.
+    type: list
+    elements: dict
+    suboptions:
+      stream:
+        description: The stream's key.
+        type: str
+        required: true
+      groups:
+        description:
+          - The consumer groups to report. A group not in the stream is reported as missing.
+          - When omitted, every group of the stream.
+        type: list
+        elements: str
+  pipeline:
+    description:
+      - A pipeline definition, as the inventory variable C(pipeline) of this project.
+      - Reported are each stage's C(input_stream) with the stage's C(group), and every C(output_stream)
+        (with all its groups when no stage reads it).
+      - Its C(redis) dictionary is the connection when O(connection) is omitted.
+      - Mutually exclusive with O(streams); one of the two is required.
+    type: dict
+  fail_on_missing:
+    description: Fail when a stream or group asked for does not exist, instead of only reporting it.
+    type: bool
+    default: false
+  pending_scan_limit:
+    description:
+      - How many pending entries of each consumer are read (one bounded C(XPENDING) range) to find the
+        highest delivery count. When a consumer has more,
+        RV(streams.groups.consumers.max_delivery_count_exact) is V(false).
+      - Between 1 and 10000, so that no call blocks the server for long.
+    type: int
+    default: 1000
+attributes:
+  check_mode:
+    description: Can run in check mode and returns the same facts; it never changes anything.
+    support: full
+  diff_mode:
+    description: Nothing changes, so there is nothing to diff.
+    support: none
+  platform:
+    description: Runs on the target, which needs redis-py and network access to Redis.
+    support: full
+    platforms: posix
+notes:
+  - The oldest pending entry of a consumer is the one with the lowest ID, its age is the server time
+    minus the time in that ID.
+  - Consumers and their pending entries are read in successive round trips, so a consumer that acknowledges
+    entries meanwhile can show C(pending) greater than zero with no oldest pending entry.
+seealso:
+  - name: XINFO GROUPS
+    description: How Redis computes entries-read and lag, and when it cannot.
+    link: https://redis.io/docs/latest/commands/xinfo-groups/
+"""
+
+EXAMPLES = r"""
+- name: Read the state of the trading pipeline (the inventory's pipeline definition)
+  redis_stream_info:
+    pipeline: "{{ pipeline }}"
+  register: stream_state
+
+- name: Read two streams, one group of the first, every group of the second
+  redis_stream_info:
+    connection:
+      host: 127.0.0.1
+      port: 6379
+      password: "{{ vault_quantum_redis_password }}"
+    streams:
+      - stream: quantum:stream:ai.decision
+        groups: [router]
+      - stream: quantum:stream:trade.intent
+  register: stream_state
+
+- name: Over TLS, failing when the router's group is gone
+  redis_stream_info:
+    connection:
+      host: redis.example.internal
+      port: 6380
+      tls: true
+      tls_ca_file: /etc/quantum/redis-ca.pem
+    streams:
+      - stream: quantum:stream:ai.decision
+        groups: [router]
+    fail_on_missing: true
+
+- name: Show how long the router's oldest pending entry has waited
+  ansible.builtin.debug:
+    msg: >-
+      {{ stream_state.streams['quantum:stream:ai.decision'].groups.router
+         .consumers['router-1'].oldest_pending_age_ms }}
+"""
+
+RETURN = r"""
+server:
+  description: The Redis server.
+  returned: always
+  type: dict
+  contains:
+    version:
+      description: The server's version.
+      type: str
+      sample: "7.0.15"
+    time_ms:
+      description: The server's clock (TIME) in milliseconds since the epoch; ages are computed against it.
+      type: int
+      sample: 1790000000000
+streams:
+  description: Per stream asked for, its state.
+  returned: always
+  type: dict
+  contains:
+    exists:
+      description: Whether the stream exists. When V(false), every other field is null and groups are missing.
+      type: bool
+    length:
+      description: Number of entries in the stream (XLEN).
+      type: int
+      sample: 10021
+    first_entry_id:
+      description: ID of the first entry, null when the stream is empty.
+      type: str
+      sample: "1790000000000-0"
+    last_entry_id:
+      description: ID of the last entry, null when the stream is empty.
+      type: str
+      sample: "1790000011776-0"
+    entries_added:
+      description: Entries ever added to the stream (Redis 7.0 and later, null before).
+      type: int
+      sample: 10021
+    groups:
+      description: Per consumer group asked for (or every group), its state.
+      type: dict
+      contains:
+        exists:
+          description: Whether the group exists. When V(false), every other field is null.
+          type: bool
+        consumer_count:
+          description: Number of consumers in the group.
+          type: int
+          sample: 2
+        pending:
+          description: Length of the group's pending entries list.
+          type: int
+          sample: 6
+        last_delivered_id:
+          description: ID of the last entry delivered to the group.
+          type: str
+        entries_read:
+          description: The group's logical read counter; null when the server does not know it.
+          type: int
+        lag:
+          description: Entries not yet delivered to the group; null when the server cannot tell (not zero).
+          type: int
+        consumers:
+          description: Per consumer of the group, its state.
+          type: dict
+          contains:
+            pending:
+              description: Entries delivered to the consumer and not acknowledged.
+              type: int
+            idle_ms:
+              description: Milliseconds since the consumer's last attempted interaction.
+              type: int
+            inactive_ms:
+              description: Milliseconds since its last successful read or claim; Redis 7.2+, null before.
+              type: int
+            oldest_pending_id:
+              description: ID of its oldest pending entry; null when it has none.
+              type: str
+            oldest_pending_age_ms:
+              description: Server time minus the time in that ID; null when it has none.
+              type: int
+            oldest_pending_idle_ms:
+              description: Milliseconds since that entry was last delivered; null when it has none.
+              type: int
+            max_delivery_count:
+              description: Highest delivery count among the pending entries read; 0 when it has none.
+              type: int
+            max_delivery_count_exact:
+              description: V(false) when the consumer had more pending entries than O(pending_scan_limit).
+              type: bool
+  sample:
+    "quantum:stream:ai.decision":
+      exists: true
+      length: 10021
+      first_entry_id: "1790000000000-0"
+      last_entry_id: "1790000011776-0"
+      entries_added: 10021
+      groups:
+        router:
+          exists: true
+          consumer_count: 1
+          pending: 3
+          last_delivered_id: "1790000011776-0"
+          entries_read: 10021
+          lag: 0
+          consumers:
+            router-1:
+              pending: 3
+              idle_ms: 11776068
+              inactive_ms: null
+              oldest_pending_id: "1790000000000-0"
+              oldest_pending_age_ms: 11776068
+              oldest_pending_idle_ms: 11776068
+              max_delivery_count: 1
+              max_delivery_count_exact: true
+missing:
+  description: What was asked for and does not exist, as C(stream) or C(stream/group).
+  returned: always
+  type: list
+  elements: str
+  sample: ["quantum:stream:trade.result", "quantum:stream:ai.decision/router"]
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.redis_connection import (
+    connection_argument_spec,
+    describe_endpoint,
+    explain_redis_error,
+    redis_client,
+    validate_connection,
+)
+
+MAX_PENDING_SCAN_LIMIT = 10000
+# Commands per pipeline round trip: enough to make a pipeline of a few dozen streams one
+# round trip, small enough that a reply never grows without bound.
+PIPELINE_CHUNK = 200
+# redis-py's option to leave one reply undecoded (redis.client.NEVER_DECODE): XINFO STREAM
+# carries the first and last entries' payloads, which need not be UTF-8.
+NEVER_DECODE = "NEVER_DECODE"
+
+Call = Callable[[Any], Any]
+
+
+class WrongType(Exception):
+    """A key asked for as a stream holds another type."""
+
+
+def argument_spec() -> dict[str, Any]:
+    spec = connection_argument_spec()
+    # No default: an omitted `connection` means "use pipeline.redis".
+    spec["connection"].pop("default", None)
+    spec.update(
+        streams={
+            "type": "list",
+            "elements": "dict",
+            "options": {
+                "stream": {"type": "str", "required": True},
+                "groups": {"type": "list", "elements": "str"},
+            },
+        },
+        pipeline={"type": "dict"},
+        fail_on_missing={"type": "bool", "default": False},
+        pending_scan_limit={"type": "int", "default": 1000},
+    )
+    return spec
+
+
+def requested_from_streams(streams: list[dict[str, Any]]) -> dict[str, list[str] | None]:
+    """{stream: groups or None (= every group)}, in the order given, duplicates merged."""
+    requested: dict[str, list[str] | None] = {}
+    for item in streams:
+        _add(requested, item["stream"], item.get("groups"))
+    return requested
+
+
+def requested_from_pipeline(pipeline: dict[str, Any]) -> tuple[dict[str, list[str] | None], str | None]:
+    """The streams of a pipeline definition, upstream first, or a sentence saying what is wrong."""
+    stages = pipeline.get("stages")
+    if not isinstance(stages, list) or not stages:
+        return {}, "pipeline.stages must be a non-empty list of stages."
+    requested: dict[str, list[str] | None] = {}
+    for index, stage in enumerate(stages):
+        if not isinstance(stage, dict):
+            return {}, f"pipeline.stages[{index}] must be a dictionary, got {type(stage).__name__}."
+        name = stage.get("name", f"#{index}")
+        input_stream, group = stage.get("input_stream"), stage.get("group")
+        if bool(input_stream) != bool(group):
+            return {}, f"pipeline stage {name} must give both input_stream and group, or neither."
+        if input_stream:
+            _add(requested, str(input_stream), [str(group)])
+        if stage.get("output_stream"):
+            _add(requested, str(stage["output_stream"]), None)
+    return requested, None
+
+
+def _add(requested: dict[str, list[str] | None], stream: str, groups: list[str] | None) -> None:
+    # A stream that some stage reads is reported with the groups that read it (so a missing
+    # group is flagged); a stream nobody names a group for, with all its groups.
+    if stream not in requested:
+        requested[stream] = None if groups is None else list(dict.fromkeys(groups))
+    elif groups is not None:
+        current = requested[stream] or []
+        requested[stream] = list(dict.fromkeys([*current, *groups]))
+
+
+def run_pipelined(client: Any, calls: list[Call]) -> list[Any]:
+    """Each call queued on a non-transactional pipeline, PIPELINE_CHUNK per round trip; a
+    command's error is returned in its place, not raised."""
+    replies: list[Any] = []
+    for start in range(0, len(calls), PIPELINE_CHUNK):
+        pipe = client.pipeline(transaction=False)
+        for call in calls[start : start + PIPELINE_CHUNK]:
+            call(pipe)
+        replies.extend(pipe.execute(raise_on_error=False))
+    return replies
+
+
+def id_ms(entry_id: str) -> int:
+    return int(entry_id.split("-", 1)[0])
+
+
+def as_str(value: Any) -> Any:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def missing_group() -> dict[str, Any]:
+    return {
+        "exists": False,
+        "consumer_count": None,
+        "pending": None,
+        "last_delivered_id": None,
+        "entries_read": None,
+        "lag": None,
+        "consumers": {},
+    }
+
+
+def missing_stream(groups: list[str] | None) -> dict[str, Any]:
+    return {
+        "exists": False,
+        "length": None,
+        "first_entry_id": None,
+        "last_entry_id": None,
+        "entries_added": None,
+        "groups": {name: missing_group() for name in groups or []},
+    }
+
+
+def is_error(reply: Any, prefix: str = "") -> bool:
+    return isinstance(reply, Exception) and str(reply).startswith(prefix)
+
+
+class StreamInfo:
+    """Collects the facts in three pipelined rounds: streams and groups, then consumers, then
+    each consumer's bounded pending range. Later rounds only ask about what earlier ones found."""
+
+    def __init__(self, client: Any, requested: dict[str, list[str] | None], scan_limit: int) -> None:
+        self.client = client
+        self.requested = requested
+        self.scan_limit = scan_limit
+        self.server: dict[str, Any] = {}
+        self.streams: dict[str, dict[str, Any]] = {}
+        self.missing: list[str] = []
+
+    def collect(self) -> None:
+        self._streams_and_groups()
+        self._consumers()
+        self._pending_ranges()
+        self._list_missing()
+
+    def _streams_and_groups(self) -> None:
+        calls: list[Call] = [lambda p: p.time(), lambda p: p.info("server")]
+        for stream in self.requested:
+            calls += [
+                lambda p, s=stream: p.type(s),
+                lambda p, s=stream: p.execute_command("XINFO STREAM", s, **{NEVER_DECODE: []}),
+                lambda p, s=stream: p.xinfo_groups(s),
+            ]
+        replies = run_pipelined(self.client, calls)
+        time_reply, info_reply = replies[0], replies[1]
+        for reply in (time_reply, info_reply):
+            if isinstance(reply, Exception):
+                raise reply
+        seconds, microseconds = time_reply
+        self.server = {
+            "version": info_reply.get("redis_version"),
+            "time_ms": int(seconds) * 1000 + int(microseconds) // 1000,
+        }
+        for index, (stream, groups) in enumerate(self.requested.items()):
+            kind, info, group_list = replies[2 + 3 * index : 5 + 3 * index]
+            self.streams[stream] = self._stream(stream, groups, kind, info, group_list)
+
+    def _stream(self, stream: str, groups: list[str] | None, kind: Any, info: Any, group_list: Any) -> dict:
+        if isinstance(kind, Exception):
+            raise kind
+        if kind not in ("stream", "none") or is_error(info, "WRONGTYPE"):
+            raise WrongType(f"Key {stream!r} is a {kind}, not a stream: check the stream names asked for.")
+        # "no such key" also covers a stream deleted between TYPE and XINFO.
+        if kind == "none" or is_error(info, "ERR no such key"):
+            return missing_stream(groups)
+        for reply in (info, group_list):
+            if isinstance(reply, Exception):
+                raise reply
+        first, last = info.get("first-entry"), info.get("last-entry")
+        by_name = {group["name"]: group for group in group_list}
+        wanted = list(by_name) if groups is None else groups
+        return {
+            "exists": True,
+            "length": info["length"],
+            "first_entry_id": as_str(first[0]) if first else None,
+            "last_entry_id": as_str(last[0]) if last else None,
+            "entries_added": info.get("entries-added"),
+            "groups": {
+                name: self._group(by_name[name]) if name in by_name else missing_group() for name in wanted
+            },
+        }
+
+    @staticmethod
+    def _group(group: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "exists": True,
+            "consumer_count": group["consumers"],
+            "pending": group["pending"],
+            "last_delivered_id": group["last-delivered-id"],
+            # Both absent before Redis 7.0 and nil when the server cannot tell: None either way.
+            "entries_read": group.get("entries-read"),
+            "lag": group.get("lag"),
+            "consumers": {},
+        }
+
+    def _existing_groups(self) -> list[tuple[str, str]]:
+        return [
+            (stream, name)
+            for stream, state in self.streams.items()
+            for name, group in state["groups"].items()
+            if group["exists"]
+        ]
+
+    def _consumers(self) -> None:
+        targets = self._existing_groups()
+        calls: list[Call] = [lambda p, s=s, g=g: p.xinfo_consumers(s, g) for s, g in targets]
+        for (stream, name), reply in zip(targets, run_pipelined(self.client, calls), strict=True):
+            if self._vanished(stream, name, reply):
+                continue
+            self.streams[stream]["groups"][name]["consumers"] = {
+                consumer["name"]: self._consumer(consumer) for consumer in reply
+            }
+
+    @staticmethod
+    def _consumer(consumer: dict[str, Any]) -> dict[str, Any]:
+        inactive = consumer.get("inactive")
+        return {
+            "pending": consumer["pending"],
+            "idle_ms": consumer["idle"],
+            # Redis 7.2+ says -1 for a consumer that never read or claimed anything: unknown.
+            "inactive_ms": inactive if inactive is not None and inactive >= 0 else None,
+            "oldest_pending_id": None,
+            "oldest_pending_age_ms": None,
+            "oldest_pending_idle_ms": None,
+            "max_delivery_count": 0,
+            "max_delivery_count_exact": True,
+        }
+
+    def _vanished(self, stream: str, group: str, reply: Any) -> bool:
+        """True when the group (or its stream) was deleted since the first round: it is then
+        reported as missing, like a group that never existed."""
+        if is_error(reply, "NOGROUP") or is_error(reply, "ERR no such key"):
+            self.streams[stream]["groups"][group] = missing_group()
+            return True
+        if isinstance(reply, Exception):
+            raise reply
+        return False
+
+    def _pending_ranges(self) -> None:
+        targets = [
+            (stream, group, consumer)
+            for stream, group in self._existing_groups()
+            for consumer, state in self.streams[stream]["groups"][group]["consumers"].items()
+            if state["pending"] > 0
+        ]
+        # One more than the limit: getting it back is how we know the PEL was longer.
+        count = self.scan_limit + 1
+        calls: list[Call] = [
+            lambda p, s=s, g=g, c=c: p.xpending_range(s, g, "-", "+", count, c) for s, g, c in targets
+        ]
+        for (stream, group, consumer), reply in zip(targets, run_pipelined(self.client, calls), strict=True):
+            if not self.streams[stream]["groups"][group]["exists"] or self._vanished(stream, group, reply):
+                continue
+            self._apply_pending(self.streams[stream]["groups"][group]["consumers"][consumer], reply)
+
+    def _apply_pending(self, state: dict[str, Any], entries: list[dict[str, Any]]) -> None:
+        scanned = entries[: self.scan_limit]
+        state["max_delivery_count_exact"] = len(entries) <= self.scan_limit
+        if not scanned:
+            # Acknowledged between the two rounds: nothing pending is left to describe.
+            return
+        oldest = scanned[0]
+        state["oldest_pending_id"] = oldest["message_id"]
+        # An ID set explicitly in the future would give a negative age: it has not waited.
+        state["oldest_pending_age_ms"] = max(0, self.server["time_ms"] - id_ms(oldest["message_id"]))
+        state["oldest_pending_idle_ms"] = oldest["time_since_delivered"]
+        state["max_delivery_count"] = max(entry["times_delivered"] for entry in scanned)
+
+    def _list_missing(self) -> None:
+        for stream, state in self.streams.items():
+            if not state["exists"]:
+                self.missing.append(stream)
+            absent = [name for name, group in state["groups"].items() if not group["exists"]]
+            self.missing += [f"{stream}/{name}" for name in absent]
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=[("streams", "pipeline")],
+        required_one_of=[("streams", "pipeline")],
+        supports_check_mode=True,
+    )
+    params = module.params
+    pipeline = params["pipeline"]
+    connection = params["connection"]
+    if connection is None:
+        raw = pipeline.get("redis") if pipeline else None
+        connection = validate_connection(module, raw, "pipeline.redis" if raw is not None else "connection")
+
+    scan_limit = params["pending_scan_limit"]
+    if not 1 <= scan_limit <= MAX_PENDING_SCAN_LIMIT:
+        module.fail_json(
+            msg=f"pending_scan_limit must be between 1 and {MAX_PENDING_SCAN_LIMIT}, got {scan_limit}."
+        )
+    if pipeline is not None:
+        requested, problem = requested_from_pipeline(pipeline)
+        if problem:
+            module.fail_json(msg=problem)
+    else:
+        requested = requested_from_streams(params["streams"])
+    if not requested:
+        module.fail_json(msg="No stream to report: streams is empty.")
+
+    client = redis_client(module, connection)
+    info = StreamInfo(client, requested, scan_limit)
+    try:
+        info.collect()
+    except WrongType as exc:
+        module.fail_json(msg=str(exc))
+    except Exception as exc:  # every server or client failure becomes one sentence
+        module.fail_json(msg=explain_redis_error(exc, connection, "reading the streams"))
+    finally:
+        client.close()
+
+    result = {"changed": False, "server": info.server, "streams": info.streams, "missing": info.missing}
+    if info.missing and params["fail_on_missing"]:
+        module.fail_json(
+            msg=f"Missing from Redis at {describe_endpoint(connection)}: {', '.join(info.missing)}.", **result
+        )
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
