@@ -1,0 +1,489 @@
+#!/usr/bin/python
+# Reads a daily-limit governor hash and, when asked, resets a counter left above its limit
+# to the number of results actually recorded today.
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: redis_governor
+short_description: Read a Redis daily-limit governor and reset a leftover counter above its limit
+description:
+  - Reads the governor hash of a pipeline (a date, a count of today's decisions and a daily
+    limit) and compares it with the Redis server's own clock (C(TIME)), in UTC.
+  - Counts RV(results_today), the entries of O(governor.counted_stream) whose entry-ID time is
+    today (UTC), on the server in bounded pages (C(XRANGE) from today's midnight, 1000 entries
+    a page); the stream is never loaded whole.
+  - A counter above its limit cannot come from the governor itself, which stops at the limit;
+    it is leftover state (a test run, a bad deploy). With O(reset_above_limit=true) such a
+    counter is reset to RV(results_today) and its date to today, by a server-side script that
+    re-checks, atomically, that the counter is still above the limit and dated today before
+    it writes; a concurrent legitimate change is never overwritten.
+  - A counter at or below its limit is legitimate and is never touched.
+  - A missing governor key is reported (RV(governor.exists=false)), never created.
+version_added: "1.0.0"
+author:
+  - quantum-remediation maintainers
+options:
+  connection:
+    description:
+      - How to reach Redis. The same option, with the same suboptions, as every Redis module
+        of this project (the inventory's C(pipeline.redis)).
+    type: dict
+    default: {}
+    suboptions:
+      host:
+        description: Host name or address of the Redis server.
+        type: str
+        default: 127.0.0.1
+      port:
+        description: TCP port of the Redis server.
+        type: int
+        default: 6379
+      unix_socket:
+        description: Path of a Unix socket to use instead of O(connection.host) and O(connection.port).
+        type: path
+      db:
+        description: Database number.
+        type: int
+        default: 0
+      username:
+        description: ACL user name (Redis 6 and later); needs O(connection.password).
+        type: str
+      password:
+        description: Password (of O(connection.username), or of the default user). Never logged.
+        type: str
+      tls:
+        description: Connect with TLS.
+        type: bool
+        default: false
+      tls_ca_file:
+        description: CA bundle to verify the server certificate with; needs O(connection.tls).
+        type: path
+      tls_cert_file:
+        description: Client certificate; needs O(connection.tls) and O(connection.tls_key_file).
+        type: path
+      tls_key_file:
+        description: Client private key; needs O(connection.tls) and O(connection.tls_cert_file).
+        type: path
+      tls_verify:
+        description: Verify the server certificate and host name.
+        type: bool
+        default: true
+      connect_timeout:
+        description: Seconds to wait for the connection.
+        type: float
+        default: 5.0
+      socket_timeout:
+        description: Seconds to wait for each reply.
+        type: float
+        default: 10.0
+  governor:
+    description:
+      - Where the governor lives and what its fields are called (the inventory's C(pipeline.governor)).
+    type: dict
+    required: true
+    suboptions:
+      key:
+        description: The governor hash.
+        type: str
+        required: true
+      date_field:
+        description:
+          - The field holding the day the count belongs to, as C(YYYY-MM-DD) (C(YYYYMMDD) is
+            also understood, and kept when the date is rewritten).
+        type: str
+        default: date
+      count_field:
+        description: The field holding the number of decisions counted that day.
+        type: str
+        default: trades_today
+      limit_field:
+        description: The field holding the daily limit.
+        type: str
+        default: daily_limit
+      counted_stream:
+        description:
+          - The stream whose entries are the real record of the results the governor counts;
+            its entries dated today (by entry-ID time, UTC) give RV(results_today). A missing
+            stream counts zero.
+        type: str
+        required: true
+  reset_above_limit:
+    description:
+      - Reset a counter that is above its limit and dated today to RV(results_today) (and its
+        date to today). A counter at or below its limit, or dated another day, is left alone.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    details: Returns the reset it would make (RV(before), RV(after)) and C(changed); writes nothing.
+  diff_mode:
+    support: full
+    details: The date and count fields before and after the reset.
+notes:
+  - The count of today's results is a snapshot taken just before the reset; a result recorded
+    between the two is counted by the governor itself afterwards.
+requirements:
+  - redis (Python library, 4.0 or later)
+  - Redis server 6.2 or later (exclusive ranges in C(XRANGE))
+"""
+
+EXAMPLES = r"""
+- name: Read the governor
+  redis_governor:
+    connection: "{{ pipeline.redis }}"
+    governor: "{{ pipeline.governor }}"
+  register: governor_state
+
+- name: Reset a leftover counter above the limit (TESTNET only)
+  redis_governor:
+    connection: "{{ pipeline.redis }}"
+    governor:
+      key: quantum:governor
+      date_field: date
+      count_field: trades_today
+      limit_field: daily_limit
+      counted_stream: quantum:stream:trade.result
+    reset_above_limit: true
+  check_mode: "{{ ansible_check_mode or not preflight_changes_allowed }}"
+  register: governor_result
+"""
+
+RETURN = r"""
+governor:
+  description: The governor as read, before any change.
+  returned: always
+  type: dict
+  contains:
+    key:
+      description: The governor hash.
+      type: str
+      sample: quantum:governor
+    exists:
+      description: Whether the hash exists.
+      type: bool
+      sample: true
+    date:
+      description: The stored date, as stored; null when absent.
+      type: str
+      sample: "2026-01-17"
+    today:
+      description: Today's date (UTC) by the Redis server's clock, C(YYYY-MM-DD).
+      type: str
+      sample: "2026-01-17"
+    dated_today:
+      description: Whether the stored date is today.
+      type: bool
+      sample: true
+    count:
+      description: The stored count; null when absent.
+      type: int
+      sample: 10000
+    limit:
+      description: The stored limit; null when absent.
+      type: int
+      sample: 200
+    over_limit:
+      description: The count is above the limit and dated today (leftover state; the producer is blocked).
+      type: bool
+      sample: true
+    at_limit:
+      description: The count equals the limit and is dated today (legitimate; the producer is blocked).
+      type: bool
+      sample: false
+    blocked:
+      description: The governor blocks its producer today (O(over_limit) or O(at_limit)).
+      type: bool
+      sample: true
+results_today:
+  description: Entries of the counted stream whose entry-ID time is today (UTC).
+  returned: always
+  type: int
+  sample: 5
+counted_stream_exists:
+  description: Whether the counted stream exists (a missing one counts zero).
+  returned: always
+  type: bool
+  sample: true
+server_time_ms:
+  description: The Redis server's clock when the governor was read, in milliseconds.
+  returned: always
+  type: int
+  sample: 1768645200000
+reset:
+  description:
+    - Whether the counter was reset (in check mode, or when the mode gate forbids a change,
+      whether it would be).
+  returned: always
+  type: bool
+  sample: true
+reset_skipped_reason:
+  description: Why a counter was not reset although O(reset_above_limit) was asked; null otherwise.
+  returned: always
+  type: str
+  sample: the counter (150) is at or below its limit (200), which is legitimate
+before:
+  description: The date and count fields before the reset.
+  returned: when RV(reset) is true
+  type: dict
+  sample: {date: "2026-01-17", count: 10000}
+after:
+  description: The date and count fields after the reset (in check mode, what they would be).
+  returned: when RV(reset) is true
+  type: dict
+  sample: {date: "2026-01-17", count: 5}
+"""
+
+import re
+import traceback
+from datetime import UTC, datetime
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.redis_connection import (
+    connection_argument_spec,
+    explain_redis_error,
+    redis_client,
+)
+
+PAGE_SIZE = 1000
+DAY_MS = 86_400_000
+
+# Re-checks, atomically, what the module saw before writing: the counter is still above
+# the limit and still dated today. Anything else is a concurrent (legitimate) change.
+RESET_SCRIPT = """
+local count = tonumber(redis.call('HGET', KEYS[1], ARGV[2]))
+local limit = tonumber(redis.call('HGET', KEYS[1], ARGV[3]))
+local date = redis.call('HGET', KEYS[1], ARGV[1])
+if count == nil or limit == nil then
+  return {0, 'the counter or the limit is no longer a number'}
+end
+if count <= limit then
+  return {0, 'the counter is no longer above its limit'}
+end
+if date ~= ARGV[4] and date ~= ARGV[5] then
+  return {0, 'the counter is no longer dated today'}
+end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[6], ARGV[1], ARGV[7])
+return {1, tostring(count)}
+"""
+
+DATE_PATTERN = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
+
+
+def governor_spec() -> dict[str, Any]:
+    return {
+        "type": "dict",
+        "required": True,
+        "options": {
+            "key": {"type": "str", "required": True, "no_log": False},
+            "date_field": {"type": "str", "default": "date"},
+            "count_field": {"type": "str", "default": "trades_today"},
+            "limit_field": {"type": "str", "default": "daily_limit"},
+            "counted_stream": {"type": "str", "required": True},
+        },
+    }
+
+
+def normalize_date(value: str | None) -> str | None:
+    """`2026-01-17` or `20260117` as `2026-01-17`; anything else unchanged."""
+    if value is None:
+        return None
+    match = DATE_PATTERN.match(value.strip())
+    return f"{match[1]}-{match[2]}-{match[3]}" if match else value
+
+
+def date_like(stored: str | None, today: str) -> str:
+    """Today's date written the way the governor already writes it."""
+    if stored is not None and DATE_PATTERN.match(stored.strip()) and "-" not in stored:
+        return today.replace("-", "")
+    return today
+
+
+class Governor:
+    """The governor hash and the counted stream, probed once when made."""
+
+    def __init__(self, module: AnsibleModule, client: Any) -> None:
+        self.module = module
+        self.client = client
+        self.spec: dict[str, Any] = module.params["governor"]
+        self.key: str = self.spec["key"]
+        seconds, micros = self.call("reading the server clock", client.time)
+        self.server_time_ms = seconds * 1000 + micros // 1000
+        now = datetime.fromtimestamp(seconds, tz=UTC)
+        midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        self.today = midnight.date().isoformat()
+        self.midnight_ms = int(midnight.timestamp() * 1000)
+        self.fields = self.read_hash()
+        self.counted_stream_exists, self.results_today = self.count_results_today()
+
+    def fail(self, msg: str) -> None:
+        self.module.fail_json(msg=msg)
+
+    def call(self, context: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:  # every Redis failure becomes one sentence
+            self.module.fail_json(
+                msg=explain_redis_error(exc, self.module.params["connection"], context),
+                exception=traceback.format_exc(),
+            )
+
+    def read_hash(self) -> dict[str, str] | None:
+        kind = self.call(f"reading the governor key {self.key}", self.client.type, self.key)
+        if kind == "none":
+            return None
+        if kind != "hash":
+            self.fail(
+                f"The governor key {self.key} is a {kind}, not a hash: check governor.key "
+                "(the inventory's pipeline.governor.key)."
+            )
+        names = [self.spec["date_field"], self.spec["count_field"], self.spec["limit_field"]]
+        values = self.call(f"reading the governor key {self.key}", self.client.hmget, self.key, names)
+        return {name: values[index] for index, name in enumerate(names)}
+
+    def integer_field(self, option: str) -> int | None:
+        if self.fields is None:
+            return None
+        name = self.spec[option]
+        raw = self.fields.get(name)
+        if raw is None:
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            self.fail(
+                f"The governor key {self.key} holds {raw!r} in its field {name} "
+                f"(governor.{option}), which is not an integer."
+            )
+        return None  # pragma: no cover - fail() does not return
+
+    def count_results_today(self) -> tuple[bool, int]:
+        stream = self.spec["counted_stream"]
+        context = f"counting today's entries of {stream}"
+        kind = self.call(context, self.client.type, stream)
+        if kind == "none":
+            return False, 0
+        if kind != "stream":
+            self.fail(
+                f"The counted stream {stream} is a {kind}, not a stream: check governor.counted_stream."
+            )
+        # Incomplete IDs: the start means <midnight>-0, the end <last ms of today>-<max seq>.
+        start = str(self.midnight_ms)
+        end = str(self.midnight_ms + DAY_MS - 1)
+        total = 0
+        while True:
+            page = self.call(context, self.client.xrange, stream, start, end, count=PAGE_SIZE)
+            total += len(page)
+            if len(page) < PAGE_SIZE:
+                return True, total
+            start = f"({page[-1][0]}"
+
+    def state(self) -> dict[str, Any]:
+        count = self.integer_field("count_field")
+        limit = self.integer_field("limit_field")
+        date = self.fields.get(self.spec["date_field"]) if self.fields else None
+        dated_today = normalize_date(date) == self.today
+        known = dated_today and count is not None and limit is not None
+        return {
+            "key": self.key,
+            "exists": self.fields is not None,
+            "date": date,
+            "today": self.today,
+            "dated_today": dated_today,
+            "count": count,
+            "limit": limit,
+            "over_limit": bool(known and count > limit),
+            "at_limit": bool(known and count == limit),
+            "blocked": bool(known and count >= limit),
+        }
+
+    def skip_reason(self, state: dict[str, Any]) -> str | None:
+        """Why the counter is not reset, or None when it must be."""
+        if not state["exists"]:
+            return f"the governor key {self.key} does not exist"
+        if state["count"] is None or state["limit"] is None:
+            return (
+                f"the governor key {self.key} has no {self.spec['count_field']} "
+                f"or no {self.spec['limit_field']} field"
+            )
+        if not state["dated_today"]:
+            return (
+                f"the counter is dated {state['date']}, not today ({self.today}): "
+                "the governor starts a new day itself"
+            )
+        if not state["over_limit"]:
+            return (
+                f"the counter ({state['count']}) is at or below its limit ({state['limit']}), "
+                "which is legitimate"
+            )
+        if state["count"] == self.results_today:
+            return f"the counter already equals today's results ({self.results_today})"
+        return None
+
+    def reset(self, state: dict[str, Any]) -> str | None:
+        """Runs the checked reset; returns why it did not write, or None when it did."""
+        new_date = date_like(state["date"], self.today)
+        written, detail = self.call(
+            f"resetting the governor key {self.key}",
+            self.client.eval,
+            RESET_SCRIPT,
+            1,
+            self.key,
+            self.spec["date_field"],
+            self.spec["count_field"],
+            self.spec["limit_field"],
+            self.today,
+            self.today.replace("-", ""),
+            str(self.results_today),
+            new_date,
+        )
+        return None if int(written) == 1 else f"not reset: {detail} (changed concurrently)"
+
+
+def main() -> None:
+    argument_spec = connection_argument_spec()
+    argument_spec.update(
+        governor=governor_spec(),
+        reset_above_limit={"type": "bool", "default": False},
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    client = redis_client(module)
+    governor = Governor(module, client)
+    state = governor.state()
+    result: dict[str, Any] = {
+        "changed": False,
+        "governor": state,
+        "results_today": governor.results_today,
+        "counted_stream_exists": governor.counted_stream_exists,
+        "server_time_ms": governor.server_time_ms,
+        "reset": False,
+        "reset_skipped_reason": None,
+    }
+    if module.params["reset_above_limit"]:
+        reason = governor.skip_reason(state)
+        if reason is None and not module.check_mode:
+            reason = governor.reset(state)
+        if reason is None:
+            before = {"date": state["date"], "count": state["count"]}
+            after = {"date": date_like(state["date"], governor.today), "count": governor.results_today}
+            result.update(changed=True, reset=True, before=before, after=after)
+            if module._diff:
+                result["diff"] = {
+                    "before_header": governor.key,
+                    "after_header": governor.key,
+                    "before": before,
+                    "after": after,
+                }
+            if governor.results_today > state["limit"]:
+                module.warn(
+                    f"Today's results ({governor.results_today}) exceed the limit ({state['limit']}): "
+                    "the governor keeps blocking its producer, legitimately."
+                )
+        result["reset_skipped_reason"] = reason
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
