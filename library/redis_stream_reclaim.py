@@ -1,0 +1,676 @@
+#!/usr/bin/python
+# Reclaims the pending entries of dead Redis Streams consumers onto a stage's live consumer,
+# with no message loss: every move, dead-letter and retirement is an atomic server-side step.
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: redis_stream_reclaim
+short_description: Move the pending entries of dead Redis Streams consumers to a live consumer
+description:
+  - Selects consumers of one consumer group by name (O(consumers)) and/or by idle time, and moves
+    every entry of their pending entries lists (PEL) to O(claim_to), the stage's live consumer.
+  - Entries are moved server-side by a Lua script in bounded batches (XPENDING filtered on the
+    consumer, then XCLAIM ... JUSTID), so the delivery counter of a moved entry is unchanged and
+    no single server call holds Redis for long.
+  - Each selected consumer's idle time is recorded at selection. Before every batch, and before
+    retiring it, the server-side script checks that the consumer has not been seen since (no
+    XREADGROUP, no XCLAIM by it); a consumer that came back to life is left alone from then on,
+    and the result says so in RV(consumers.skipped_reason).
+  - An optional dead-letter policy copies entries that are too old or were delivered too many
+    times to a dead-letter stream, with their origin, and acknowledges them in the same atomic
+    step. Entries are never dropped.
+  - Pending entries whose stream entry was deleted or trimmed cannot be delivered by anyone; they
+    are removed from the PEL (as XCLAIM does on Redis 7.0 and later) and counted in
+    RV(consumers.deleted) with their ids in RV(consumers.deleted_ids), never silently.
+  - With O(retire=true) a selected consumer is deleted only by a server-side script that checks,
+    in the same atomic step, that its PEL is empty and that it is still idle (XGROUP DELCONSUMER
+    alone would silently drop a PEL).
+  - Consumers named in O(consumers) that do not exist are reported with a RV(consumers.skipped_reason),
+    not an error, so that a second run on a healed group reports C(changed=false).
+version_added: "1.0.0"
+author:
+  - quantum-remediation maintainers
+requirements:
+  - redis (Python library, redis-py)
+  - Redis server 6.2 or later (7.0 or later recommended)
+attributes:
+  check_mode:
+    support: full
+    description: Returns the exact plan (counts, and ids up to O(plan_id_cap)) computed with bounded
+      read-only calls; nothing is changed.
+  diff_mode:
+    support: full
+    description: Shows, per consumer and for O(claim_to), the pending count and whether the consumer
+      exists, before and after.
+options:
+  connection:
+    description: How to reach Redis. The same option, with the same suboptions, as every module
+      of this project (C(pipeline.redis) in the inventory).
+    type: dict
+    default: {}
+    suboptions:
+      host:
+        description: Host name or address of the Redis server.
+        type: str
+        default: 127.0.0.1
+      port:
+        description: TCP port of the Redis server.
+        type: int
+        default: 6379
+      unix_socket:
+        description: Path of a Unix socket to use instead of O(connection.host)/O(connection.port).
+        type: path
+      db:
+        description: Database number.
+        type: int
+        default: 0
+      username:
+        description: ACL user name (Redis 6 and later). Needs O(connection.password).
+        type: str
+      password:
+        description: Password (of O(connection.username), or of the default user). Never logged.
+        type: str
+      tls:
+        description: Connect with TLS.
+        type: bool
+        default: false
+      tls_ca_file:
+        description: CA bundle used to verify the server certificate. Needs O(connection.tls=true).
+        type: path
+      tls_cert_file:
+        description: Client certificate, for mutual TLS. Needs O(connection.tls_key_file).
+        type: path
+      tls_key_file:
+        description: Private key of O(connection.tls_cert_file).
+        type: path
+      tls_verify:
+        description: Verify the server certificate and host name.
+        type: bool
+        default: true
+      connect_timeout:
+        description: Seconds to wait for the connection.
+        type: float
+        default: 5.0
+      socket_timeout:
+        description: Seconds to wait for any reply.
+        type: float
+        default: 10.0
+  stream:
+    description: The stream (key) whose consumer group is healed. Must exist and be a stream.
+    type: str
+    required: true
+  group:
+    description: The consumer group. Must exist on O(stream).
+    type: str
+    required: true
+  consumers:
+    description:
+      - Consumers to reclaim, by name.
+      - A consumer is selected when it is named here B(or) its idle time is at least O(min_idle_ms)
+        (the union of both rules). At least one of O(consumers) and O(min_idle_ms) is required.
+      - If O(claim_to) is named here, its own PEL is subject to the O(dead_letter) policy only;
+        its entries are never moved, and it is never retired.
+    type: list
+    elements: str
+  min_idle_ms:
+    description:
+      - Select every consumer of the group whose idle time (XINFO CONSUMERS C(idle)) is at least
+        this many milliseconds, except O(claim_to).
+    type: int
+  claim_to:
+    description:
+      - The stage's live consumer name, that receives the moved entries (created by Redis if it
+        does not exist yet). Never moved from, never retired.
+    type: str
+    required: true
+  dead_letter:
+    description:
+      - Dead-letter policy. An entry older than O(dead_letter.max_age_ms) (age from the entry id's
+        time to the server's TIME), or delivered more than O(dead_letter.max_deliveries) times, is
+        copied to O(dead_letter.stream) and acknowledged in one atomic server-side step, instead
+        of being moved.
+      - The copy holds the entry's own fields followed by C(origin_stream), C(origin_group),
+        C(origin_consumer), C(origin_id), C(delivery_count) and C(age_ms).
+    type: dict
+    suboptions:
+      stream:
+        description: The dead-letter stream. Must differ from O(stream); created when absent.
+        type: str
+        required: true
+      max_age_ms:
+        description: Dead-letter entries older than this many milliseconds.
+        type: int
+      max_deliveries:
+        description: Dead-letter entries delivered more than this many times.
+        type: int
+  retire:
+    description:
+      - Delete each selected consumer once its PEL is empty, through a server-side script that
+        deletes it only if its PEL is empty and it has not been seen since selection.
+      - O(claim_to) is never retired.
+    type: bool
+    default: false
+  batch_size:
+    description:
+      - PEL entries handled per server call (1 to 10000). Each call is bounded so that Redis is
+        never blocked long; 5000 keeps every call well under 50 ms on a small machine while
+        reaching the server's own XAUTOCLAIM throughput (see docs/benchmarks.md).
+    type: int
+    default: 5000
+  plan_id_cap:
+    description: At most this many entry ids are returned per consumer in RV(consumers.ids) and
+      RV(consumers.deleted_ids) (in check mode, the ids of the plan).
+    type: int
+    default: 100
+notes:
+  - A consumer's idle time is reset by XREADGROUP and by XCLAIM/XAUTOCLAIM onto it; XPENDING and
+    XINFO, which this module uses to inspect it, do not reset it.
+  - Every server call is a script run with EVALSHA; scripts are loaded with SCRIPT LOAD.
+seealso:
+  - name: XCLAIM
+    description: The command that moves entries, with JUSTID.
+    link: https://redis.io/docs/latest/commands/xclaim/
+"""
+
+EXAMPLES = r"""
+- name: Move the entries of every consumer idle for 10 minutes to router-1, and retire them
+  redis_stream_reclaim:
+    connection: "{{ pipeline.redis }}"
+    stream: quantum:stream:ai.decision
+    group: router
+    min_idle_ms: 600000
+    claim_to: router-1
+    retire: true
+
+- name: Reclaim a named orphan; dead-letter trade intents older than an hour, also on execution-1
+  redis_stream_reclaim:
+    connection:
+      host: 127.0.0.1
+      port: 6379
+      password: "{{ vault_quantum_redis_password }}"
+    stream: quantum:stream:trade.intent
+    group: execution
+    consumers: [execution-tmp, execution-1]
+    claim_to: execution-1
+    dead_letter:
+      stream: quantum:stream:trade.intent.dead
+      max_age_ms: 3600000
+      max_deliveries: 5
+    retire: true
+  register: reclaim
+
+- name: Show the plan only
+  redis_stream_reclaim:
+    stream: quantum:stream:ai.decision
+    group: router
+    consumers: [router-old]
+    claim_to: router-1
+  check_mode: true
+  diff: true
+"""
+
+RETURN = r"""
+claim_to:
+  description: The consumer that received the moved entries.
+  returned: always
+  type: str
+  sample: router-1
+consumers:
+  description: Per selected or named consumer, what was done (in check mode, what would be done).
+  returned: always
+  type: dict
+  contains:
+    pending_before:
+      description: Its pending count at selection (null when it does not exist).
+      type: int
+    idle_ms:
+      description: Its idle time at selection (null when it does not exist).
+      type: int
+    moved:
+      description: Entries moved to RV(claim_to).
+      type: int
+    dead_lettered:
+      description: Entries copied to the dead-letter stream and acknowledged.
+      type: int
+    deleted:
+      description: Pending entries whose stream entry had been deleted or trimmed, removed from
+        the PEL (nothing left to deliver) and reported here.
+      type: int
+    retired:
+      description: Whether the consumer was (check mode, would be) deleted.
+      type: bool
+    retire_skipped_reason:
+      description: Why it was not retired; null when it was.
+      type: str
+    skipped_reason:
+      description: Why it was not (or no longer) touched; null when it was processed fully.
+      type: str
+    ids:
+      description: Ids of the entries moved or dead-lettered, in PEL order, at most O(plan_id_cap).
+      type: list
+      elements: str
+    deleted_ids:
+      description: Ids counted in RV(consumers.deleted), at most O(plan_id_cap).
+      type: list
+      elements: str
+  sample:
+    router-old:
+      pending_before: 3
+      idle_ms: 11776068
+      moved: 3
+      dead_lettered: 0
+      deleted: 0
+      retired: true
+      retire_skipped_reason: null
+      skipped_reason: null
+      ids: ["1790000000000-0", "1790000000001-0", "1790000000002-0"]
+      deleted_ids: []
+totals:
+  description: Sums over RV(consumers); C(consumers_selected) counts the existing consumers selected.
+  returned: always
+  type: dict
+  sample: {moved: 3, dead_lettered: 0, deleted: 0, retired: 1, consumers_selected: 1}
+stats:
+  description: Server calls made and the longest one, in milliseconds as seen by the client.
+  returned: always
+  type: dict
+  sample: {calls: 4, longest_call_ms: 12.5}
+diff:
+  description: Before and after, per consumer and for RV(claim_to) - pending count and presence.
+  returned: when diff mode is on
+  type: dict
+  sample:
+    before: {router-old: {pending: 3, present: true}, router-1: {pending: 0, present: true}}
+    after: {router-old: {pending: 0, present: false}, router-1: {pending: 3, present: true}}
+"""
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.redis_connection import (
+    connection_argument_spec,
+    explain_redis_error,
+    redis_client,
+)
+from ansible.module_utils.redis_stream_scripts import (
+    GUARD_TOLERANCE_MS,
+    PRECONDITION_MESSAGES,
+    PreconditionFailed,
+    StreamScripts,
+)
+
+MAX_BATCH_SIZE = 10000
+DEFAULT_BATCH_SIZE = 5000
+
+# A hook the tests use to act at a precise point of a run: called with ("selected", None),
+# ("batch", consumer) after each batch, and ("retire", consumer) before each retirement.
+Hook = Callable[[str, "str | None"], None]
+
+
+def argument_spec() -> dict[str, Any]:
+    spec = connection_argument_spec()
+    spec.update(
+        stream={"type": "str", "required": True},
+        group={"type": "str", "required": True},
+        consumers={"type": "list", "elements": "str"},
+        min_idle_ms={"type": "int"},
+        claim_to={"type": "str", "required": True},
+        dead_letter={
+            "type": "dict",
+            "options": {
+                "stream": {"type": "str", "required": True},
+                "max_age_ms": {"type": "int"},
+                "max_deliveries": {"type": "int"},
+            },
+        },
+        retire={"type": "bool", "default": False},
+        batch_size={"type": "int", "default": DEFAULT_BATCH_SIZE},
+        plan_id_cap={"type": "int", "default": 100},
+    )
+    return spec
+
+
+def input_problem(params: dict[str, Any]) -> str | None:
+    """The first thing wrong with the options, as one sentence naming the option, or None."""
+    if not 1 <= params["batch_size"] <= MAX_BATCH_SIZE:
+        return f"batch_size must be between 1 and {MAX_BATCH_SIZE}, got {params['batch_size']}."
+    if not params.get("consumers") and params.get("min_idle_ms") is None:
+        return "Give consumers, min_idle_ms or both: they select the consumers to reclaim."
+    if params.get("min_idle_ms") is not None and params["min_idle_ms"] < 0:
+        return f"min_idle_ms must be 0 or more, got {params['min_idle_ms']}."
+    if params["plan_id_cap"] < 0:
+        return f"plan_id_cap must be 0 or more, got {params['plan_id_cap']}."
+    for option in ("stream", "group", "claim_to"):
+        if not params[option]:
+            return f"{option} must not be empty."
+    if any(not name for name in params.get("consumers") or []):
+        return "consumers must not hold an empty name."
+    dead_letter = params.get("dead_letter")
+    if dead_letter:
+        if dead_letter.get("max_age_ms") is None and dead_letter.get("max_deliveries") is None:
+            return (
+                "dead_letter needs max_age_ms, max_deliveries or both: without a criterion "
+                "nothing would ever be dead-lettered."
+            )
+        for option in ("max_age_ms", "max_deliveries"):
+            if dead_letter.get(option) is not None and dead_letter[option] < 0:
+                return f"dead_letter.{option} must be 0 or more, got {dead_letter[option]}."
+        if not dead_letter["stream"]:
+            return "dead_letter.stream must not be empty."
+        if dead_letter["stream"] == params["stream"]:
+            return (
+                f"dead_letter.stream must differ from stream ({params['stream']}): dead-lettered "
+                "entries would be delivered to the group again."
+            )
+    return None
+
+
+def precondition_sentence(exc: PreconditionFailed, params: dict[str, Any]) -> str:
+    dead_letter = params.get("dead_letter") or {}
+    return PRECONDITION_MESSAGES[exc.status].format(
+        stream=params["stream"],
+        group=params["group"],
+        dead_letter_stream=dead_letter.get("stream"),
+        detail=exc.detail,
+    )
+
+
+def new_consumer_result(pending: int | None, idle_ms: int | None) -> dict[str, Any]:
+    return {
+        "pending_before": pending,
+        "idle_ms": idle_ms,
+        "moved": 0,
+        "dead_lettered": 0,
+        "deleted": 0,
+        "retired": False,
+        "retire_skipped_reason": None,
+        "skipped_reason": None,
+        "ids": [],
+        "deleted_ids": [],
+    }
+
+
+class ReclaimFailed(Exception):
+    """A failure after the run started; carries what had been done until then."""
+
+    def __init__(self, msg: str, partial: dict[str, Any]) -> None:
+        super().__init__(msg)
+        self.msg = msg
+        self.partial = partial
+
+
+class StreamReclaim:
+    """One reclaim run over one stream and group. `run()` selects, drains, retires and returns
+    the module result; in check mode the same steps run as a dry run."""
+
+    def __init__(
+        self,
+        client: Any,
+        params: dict[str, Any],
+        *,
+        check_mode: bool = False,
+        diff: bool = False,
+        hook: Hook | None = None,
+    ) -> None:
+        self.client = client
+        self.params = params
+        self.check_mode = check_mode
+        self.diff = diff
+        self.hook = hook or (lambda event, consumer: None)
+        self.scripts = StreamScripts(client)
+        dead_letter = params.get("dead_letter") or {}
+        self.dead_letter_stream: str | None = dead_letter.get("stream")
+        self.max_age_ms: int | None = dead_letter.get("max_age_ms")
+        self.max_deliveries: int | None = dead_letter.get("max_deliveries")
+        self.results: dict[str, dict[str, Any]] = {}
+        self.guards: dict[str, int] = {}
+        self.calls = 0
+        self.longest_call_ms = 0.0
+        self.verify_exists = self._xclaim_keeps_deleted_entries()
+
+    def _xclaim_keeps_deleted_entries(self) -> bool:
+        """Before Redis 7.0, XCLAIM claims entries deleted from the stream instead of dropping
+        them, so the batch script must look each one up first. Unknown (INFO denied by an
+        ACL): look them up, which is always correct, only slower."""
+        try:
+            version = self.client.info("server").get("redis_version", "0")
+            return int(str(version).split(".")[0]) < 7
+        except Exception:  # any failure means "unknown"
+            return True
+
+    def _timed(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.calls += 1
+            self.longest_call_ms = max(self.longest_call_ms, (time.perf_counter() - started) * 1000)
+
+    # -- selection -------------------------------------------------------------------------
+
+    def select(self) -> tuple[int, dict[str, dict[str, int]]]:
+        """Decide which consumers are processed, record their guards; returns the snapshot."""
+        params = self.params
+        claim_to = params["claim_to"]
+        now_ms, consumers = self._timed(
+            self.scripts.select, params["stream"], params["group"], self.dead_letter_stream
+        )
+        named = list(dict.fromkeys(params.get("consumers") or []))
+        chosen = list(named)
+        if params.get("min_idle_ms") is not None:
+            chosen += sorted(
+                name
+                for name, info in consumers.items()
+                if info["idle_ms"] >= params["min_idle_ms"] and name != claim_to and name not in named
+            )
+        # claim_to first: its own PEL is dead-lettered before moved entries land on it (each
+        # XCLAIM onto it refreshes its last-seen time, which would trip its guard).
+        chosen.sort(key=lambda name: name != claim_to)
+        for name in chosen:
+            info = consumers.get(name)
+            if info is None:
+                result = new_consumer_result(None, None)
+                result["skipped_reason"] = "absent: no such consumer in the group"
+                result["retire_skipped_reason"] = "absent: nothing to retire"
+                self.results[name] = result
+                continue
+            result = new_consumer_result(info["pending"], info["idle_ms"])
+            self.results[name] = result
+            self.guards[name] = now_ms - info["idle_ms"]
+            if info["idle_ms"] < GUARD_TOLERANCE_MS:
+                result["skipped_reason"] = f"active at selection (idle {info['idle_ms']} ms)"
+            elif name == claim_to and not self.dead_letter_stream:
+                result["skipped_reason"] = (
+                    "claim_to keeps its own entries (replayed by its service at restart); "
+                    "no dead_letter policy was given"
+                )
+        return now_ms, consumers
+
+    # -- draining --------------------------------------------------------------------------
+
+    def drain(self, name: str) -> None:
+        """Move / dead-letter `name`'s PEL batch by batch until empty or no longer idle."""
+        result = self.results[name]
+        params = self.params
+        claim_to = None if name == params["claim_to"] else params["claim_to"]
+        cap = params["plan_id_cap"]
+        cursor = "-"
+        while True:
+            batch = self._timed(
+                self.scripts.batch,
+                stream=params["stream"],
+                group=params["group"],
+                consumer=name,
+                claim_to=claim_to,
+                guard_ms=self.guards[name],
+                batch_size=params["batch_size"],
+                cursor=cursor,
+                dead_letter_stream=self.dead_letter_stream,
+                max_age_ms=self.max_age_ms,
+                max_deliveries=self.max_deliveries,
+                ids_wanted=cap - len(result["ids"]),
+                deleted_ids_wanted=cap - len(result["deleted_ids"]),
+                dry_run=self.check_mode,
+                verify_exists=self.verify_exists,
+            )
+            if batch.status == "active":
+                result["skipped_reason"] = (
+                    f"became active during the run (idle {batch.idle_ms} ms, {result['idle_ms']} ms "
+                    "at selection): left alone from then on"
+                )
+                return
+            if batch.status == "absent":
+                result["skipped_reason"] = "deleted by another client during the run"
+                return
+            result["moved"] += batch.moved
+            result["dead_lettered"] += batch.dead_lettered
+            result["deleted"] += batch.deleted
+            result["ids"] += batch.ids
+            result["deleted_ids"] += batch.deleted_ids
+            self.hook("batch", name)
+            if batch.done:
+                return
+            cursor = batch.cursor
+
+    # -- retiring --------------------------------------------------------------------------
+
+    def retire(self, name: str) -> None:
+        result = self.results[name]
+        if name == self.params["claim_to"]:
+            result["retire_skipped_reason"] = "claim_to is never retired"
+            return
+        if not self.params["retire"]:
+            result["retire_skipped_reason"] = "retire is false"
+            return
+        if result["skipped_reason"]:
+            result["retire_skipped_reason"] = f"not touched: {result['skipped_reason']}"
+            return
+        if self.check_mode:
+            left = result["pending_before"] - result["moved"] - result["dead_lettered"] - result["deleted"]
+            if left:
+                result["retire_skipped_reason"] = f"{left} entries would still be pending"
+            else:
+                result["retired"] = True
+            return
+        self.hook("retire", name)
+        status, detail = self._timed(
+            self.scripts.retire, self.params["stream"], self.params["group"], name, self.guards[name]
+        )
+        if status == "retired":
+            result["retired"] = True
+        elif status == "pending":
+            result["retire_skipped_reason"] = f"{detail} entries still pending"
+        elif status == "active":
+            result["retire_skipped_reason"] = (
+                f"became active during the run (idle {detail} ms, {result['idle_ms']} ms at selection)"
+            )
+        else:
+            result["retire_skipped_reason"] = "deleted by another client during the run"
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def _diff_side(self, consumers: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
+        names = [*self.results, self.params["claim_to"]]
+        return {
+            name: {
+                "pending": consumers[name]["pending"] if name in consumers else 0,
+                "present": name in consumers,
+            }
+            for name in dict.fromkeys(names)
+        }
+
+    def _predicted_after(self, before: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        after = {name: dict(info) for name, info in before.items()}
+        claim_to = self.params["claim_to"]
+        moved = 0
+        for name, result in self.results.items():
+            if name not in after:
+                continue
+            after[name]["pending"] -= result["moved"] + result["dead_lettered"] + result["deleted"]
+            moved += result["moved"]
+            if result["retired"]:
+                del after[name]
+        if moved:
+            after.setdefault(claim_to, {"pending": 0, "idle_ms": 0})["pending"] += moved
+        return after
+
+    def report(self) -> dict[str, Any]:
+        totals = {
+            key: sum(r[key] for r in self.results.values()) for key in ("moved", "dead_lettered", "deleted")
+        }
+        totals["retired"] = sum(1 for r in self.results.values() if r["retired"])
+        totals["consumers_selected"] = sum(
+            1 for r in self.results.values() if r["pending_before"] is not None
+        )
+        return {
+            "changed": any(totals[key] for key in ("moved", "dead_lettered", "deleted", "retired")),
+            "stream": self.params["stream"],
+            "group": self.params["group"],
+            "claim_to": self.params["claim_to"],
+            "consumers": self.results,
+            "totals": totals,
+            "stats": {"calls": self.calls, "longest_call_ms": round(self.longest_call_ms, 3)},
+        }
+
+    def run(self) -> dict[str, Any]:
+        """Select, drain, retire; the module result. Raises PreconditionFailed before any
+        change, ReclaimFailed (with the partial result) after."""
+        self.scripts.load()
+        _, before = self.select()
+        self.hook("selected", None)
+        try:
+            for name, result in self.results.items():
+                if not result["skipped_reason"] and result["pending_before"]:
+                    self.drain(name)
+            for name in self.results:
+                self.retire(name)
+        except Exception as exc:
+            if isinstance(exc, PreconditionFailed):
+                # Someone deleted or replaced the key mid-run: the script refused, nothing
+                # was half done, but earlier batches were.
+                msg = precondition_sentence(exc, self.params)
+            else:
+                msg = explain_redis_error(exc, self.params.get("connection") or {}, "reclaiming")
+            raise ReclaimFailed(msg, self.report()) from exc
+        result = self.report()
+        if self.diff:
+            if self.check_mode:
+                after = self._predicted_after(before)
+            else:
+                _, after = self._timed(
+                    self.scripts.select, self.params["stream"], self.params["group"], self.dead_letter_stream
+                )
+            result["diff"] = {"before": self._diff_side(before), "after": self._diff_side(after)}
+        return result
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    problem = input_problem(module.params)
+    if problem:
+        module.fail_json(msg=problem)
+    client = redis_client(module)
+    reclaim = StreamReclaim(client, module.params, check_mode=module.check_mode, diff=module._diff)
+    try:
+        result = reclaim.run()
+    except PreconditionFailed as exc:
+        module.fail_json(msg=precondition_sentence(exc, module.params), changed=False)
+    except ReclaimFailed as exc:
+        done = exc.partial["totals"]
+        module.fail_json(
+            msg=(
+                f"{exc.msg} Done before the failure: {done['moved']} moved, {done['dead_lettered']} "
+                f"dead-lettered, {done['deleted']} deleted entries removed, {done['retired']} retired."
+            ),
+            **exc.partial,
+        )
+    except Exception as exc:  # a failure before any change, as one sentence
+        module.fail_json(msg=explain_redis_error(exc, module.params["connection"], "reading the group"))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

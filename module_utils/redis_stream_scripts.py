@@ -1,0 +1,385 @@
+# Server-side Lua scripts of redis_stream_reclaim, and the thin Python calls around them.
+#
+# Why Lua: every check-then-act step ("is this consumer still idle?", "is its PEL empty?",
+# "copy to the dead-letter stream, then acknowledge") must be atomic on the server. A script
+# runs without interleaving, so no other client can act between the check and the act.
+#
+# Why these exact commands: XAUTOCLAIM does not filter by consumer (it would take entries of
+# live consumers too), so a consumer's PEL is listed with XPENDING ... <consumer> and moved
+# with XCLAIM ... JUSTID (JUSTID leaves the delivery counter alone). XGROUP DELCONSUMER drops
+# a PEL without a word, so it is only ever called by RETIRE_SCRIPT after it has seen an empty
+# PEL and an unchanged idle time, in the same atomic step.
+#
+# A Lua error does not roll back the writes done before it: every precondition is checked
+# before the first write of a call, and a failed precondition is returned as a status word.
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Redis returns at most this many values to `unpack` before Lua's C stack (LUAI_MAXCSTACK,
+# 8000) overflows; XCLAIM id lists are sent in chunks of this size.
+UNPACK_CHUNK = 4000
+
+# Clock slack, in ms, between TIME and XINFO's idle inside one script (they are read a few
+# microseconds apart and rounded to the ms). A consumer seen less than this long ago is
+# treated as active, so any interaction after selection is always detected.
+GUARD_TOLERANCE_MS = 5
+
+# Shared Lua helpers, prepended to each script.
+_LUA_PRELUDE = r"""
+local call = redis.call
+
+local function now_ms()
+  local t = call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function key_type(key)
+  local t = call('TYPE', key)
+  return t['ok'] or t
+end
+
+-- XINFO CONSUMERS as {name = {pending = n, idle = ms}}; nil when the group is missing.
+local function consumers_of(stream, group)
+  local reply = redis.pcall('XINFO', 'CONSUMERS', stream, group)
+  if type(reply) == 'table' and reply['err'] then
+    return nil
+  end
+  local out = {}
+  for _, flat in ipairs(reply) do
+    local c = {}
+    for i = 1, #flat, 2 do
+      c[flat[i]] = flat[i + 1]
+    end
+    out[c['name']] = {pending = tonumber(c['pending']), idle = tonumber(c['idle'])}
+  end
+  return out
+end
+
+-- Preconditions shared by every write: nil when fine, else a status word.
+local function precheck(stream, group, dead_letter_stream)
+  local kind = key_type(stream)
+  if kind == 'none' then return 'nostream' end
+  if kind ~= 'stream' then return 'wrongtype' end
+  if dead_letter_stream then
+    local dl_kind = key_type(dead_letter_stream)
+    if dl_kind ~= 'none' and dl_kind ~= 'stream' then return 'dlwrongtype' end
+  end
+  return nil
+end
+"""
+
+# Read-only. KEYS[1] stream, KEYS[2] dead-letter stream (optional). ARGV[1] group.
+# Returns {'ok', now_ms, {name, pending, idle, name, pending, idle, ...}} or {status, detail}.
+SELECT_SCRIPT = _LUA_PRELUDE + r"""
+local stream, group = KEYS[1], ARGV[1]
+local problem = precheck(stream, group, KEYS[2])
+if problem == 'wrongtype' then return {problem, key_type(stream)} end
+if problem == 'dlwrongtype' then return {problem, key_type(KEYS[2])} end
+if problem then return {problem, ''} end
+local now = now_ms()
+local consumers = consumers_of(stream, group)
+if consumers == nil then return {'nogroup', ''} end
+local flat = {}
+for name, c in pairs(consumers) do
+  flat[#flat + 1] = name
+  flat[#flat + 1] = c.pending
+  flat[#flat + 1] = c.idle
+end
+return {'ok', now, flat}
+"""
+
+# One bounded batch of one consumer's PEL: dead-letter what the policy says, move the rest
+# to claim_to, or (dry run) only count what would happen.
+# KEYS[1] stream, KEYS[2] dead-letter stream (optional).
+# ARGV: 1 group, 2 consumer, 3 claim_to ('' = dead-letter only: the consumer is claim_to
+#       itself), 4 guard (the consumer's last-seen time in ms, from selection), 5 tolerance ms,
+#       6 batch size, 7 cursor ('-' or '(<id>'), 8 max_age_ms (-1: none), 9 max_deliveries
+#       (-1: none), 10 ids wanted, 11 deleted ids wanted, 12 dry run (0/1), 13 verify entries
+#       exist before XCLAIM (1 on Redis < 7.0, whose XCLAIM claims deleted entries).
+# Returns {'ok', moved, dead_lettered, deleted, next_cursor, done, {ids}, {deleted ids}}
+#      or {'active', idle_ms} / {'absent', ''} / {precondition status, detail}.
+BATCH_SCRIPT = _LUA_PRELUDE + r"""
+local stream, dl = KEYS[1], KEYS[2]
+local group, consumer, claim_to = ARGV[1], ARGV[2], ARGV[3]
+local guard, tolerance = tonumber(ARGV[4]), tonumber(ARGV[5])
+local batch, cursor = tonumber(ARGV[6]), ARGV[7]
+local max_age, max_deliveries = tonumber(ARGV[8]), tonumber(ARGV[9])
+local ids_wanted, deleted_wanted = tonumber(ARGV[10]), tonumber(ARGV[11])
+local dry, verify = ARGV[12] == '1', ARGV[13] == '1'
+
+local problem = precheck(stream, group, dl)
+if problem == 'wrongtype' then return {problem, key_type(stream)} end
+if problem == 'dlwrongtype' then return {problem, key_type(dl)} end
+if problem then return {problem, ''} end
+local now = now_ms()
+local consumers = consumers_of(stream, group)
+if consumers == nil then return {'nogroup', ''} end
+local me = consumers[consumer]
+if me == nil then return {'absent', ''} end
+-- The guard: the consumer's last-seen time must not have moved since selection. Any
+-- XREADGROUP or XCLAIM by it since then moves it forward; XPENDING and XINFO do not.
+if now - me.idle > guard + tolerance then return {'active', me.idle} end
+
+local pel = call('XPENDING', stream, group, cursor, '+', batch, consumer)
+local moved, dead, deleted = 0, 0, 0
+local ids, deleted_ids = {}, {}
+local to_move = {}
+local action = {}  -- per PEL position: 'm' move, 'd' dead-letter, 'x' deleted, nil stays
+
+local function exists(id)
+  return #call('XRANGE', stream, id, id) > 0
+end
+
+local origin_args = {'origin_stream', stream, 'origin_group', group, 'origin_consumer', consumer}
+
+for i, e in ipairs(pel) do
+  local id, deliveries = e[1], tonumber(e[4])
+  local age = nil
+  if max_age >= 0 then
+    age = now - tonumber(string.match(id, '^(%d+)'))
+  end
+  if (max_age >= 0 and age > max_age) or (max_deliveries >= 0 and deliveries > max_deliveries) then
+    local entry = call('XRANGE', stream, id, id)
+    if #entry == 0 then
+      action[i] = 'x'
+      deleted = deleted + 1
+      if not dry then call('XACK', stream, group, id) end
+    else
+      action[i] = 'd'
+      dead = dead + 1
+      if not dry then
+        if age == nil then age = now - tonumber(string.match(id, '^(%d+)')) end
+        -- The entry's own fields first, then its origin: a reader that turns the entry into
+        -- a map sees our origin even if the entry itself carried origin_* fields.
+        local args = {dl, '*'}
+        for _, v in ipairs(entry[1][2]) do args[#args + 1] = v end
+        for _, v in ipairs(origin_args) do args[#args + 1] = v end
+        args[#args + 1] = 'origin_id'; args[#args + 1] = id
+        args[#args + 1] = 'delivery_count'; args[#args + 1] = tostring(deliveries)
+        args[#args + 1] = 'age_ms'; args[#args + 1] = tostring(age)
+        call('XADD', unpack(args))
+        -- Same script, so the copy and the acknowledgement are one atomic step.
+        call('XACK', stream, group, id)
+      end
+    end
+  elseif claim_to ~= '' then
+    if (dry or verify) and not exists(id) then
+      action[i] = 'x'
+      deleted = deleted + 1
+      if not dry then call('XACK', stream, group, id) end
+    else
+      action[i] = 'm'
+      to_move[#to_move + 1] = id
+    end
+  end
+end
+
+if dry then
+  moved = #to_move
+elseif #to_move > 0 then
+  local gone = nil
+  for first = 1, #to_move, __CHUNK__ do
+    local last = math.min(first + __CHUNK__ - 1, #to_move)
+    local args = {stream, group, claim_to, 0}
+    for j = first, last do args[#args + 1] = to_move[j] end
+    args[#args + 1] = 'JUSTID'
+    local got = call('XCLAIM', unpack(args))
+    moved = moved + #got
+    if #got ~= last - first + 1 then
+      -- Redis >= 7.0 drops entries deleted from the stream out of the PEL instead of
+      -- claiming them: find which, so they are reported, not silently lost.
+      local claimed = {}
+      for _, id in ipairs(got) do claimed[id] = true end
+      gone = gone or {}
+      for j = first, last do
+        if not claimed[to_move[j]] then gone[to_move[j]] = true end
+      end
+    end
+  end
+  if gone then
+    for i, e in ipairs(pel) do
+      if gone[e[1]] then
+        action[i] = 'x'
+        deleted = deleted + 1
+      end
+    end
+  end
+end
+
+-- Ids in PEL order, capped by what the caller still wants.
+for i, e in ipairs(pel) do
+  local a = action[i]
+  if a == 'x' then
+    if #deleted_ids < deleted_wanted then deleted_ids[#deleted_ids + 1] = e[1] end
+  elseif a then
+    if #ids < ids_wanted then ids[#ids + 1] = e[1] end
+  end
+  if #ids >= ids_wanted and #deleted_ids >= deleted_wanted then break end
+end
+
+local next_cursor = cursor
+if #pel > 0 then next_cursor = '(' .. pel[#pel][1] end
+local done = 0
+if #pel < batch then done = 1 end
+return {'ok', moved, dead, deleted, next_cursor, done, ids, deleted_ids}
+"""
+
+# Delete one consumer iff its PEL is empty and it has not been seen since selection.
+# KEYS[1] stream. ARGV: 1 group, 2 consumer, 3 guard (last-seen ms at selection), 4 tolerance.
+# Returns {'retired', 0} or {'pending', n} / {'active', idle_ms} / {'absent', ''} / {status, detail}.
+RETIRE_SCRIPT = _LUA_PRELUDE + r"""
+local stream, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+local guard, tolerance = tonumber(ARGV[3]), tonumber(ARGV[4])
+local problem = precheck(stream, group, nil)
+if problem == 'wrongtype' then return {problem, key_type(stream)} end
+if problem then return {problem, ''} end
+local now = now_ms()
+local consumers = consumers_of(stream, group)
+if consumers == nil then return {'nogroup', ''} end
+local me = consumers[consumer]
+if me == nil then return {'absent', ''} end
+if me.pending > 0 then return {'pending', me.pending} end
+if now - me.idle > guard + tolerance then return {'active', me.idle} end
+local dropped = call('XGROUP', 'DELCONSUMER', stream, group, consumer)
+return {'retired', dropped}
+"""
+BATCH_SCRIPT = BATCH_SCRIPT.replace("__CHUNK__", str(UNPACK_CHUNK))
+
+# Status words the scripts return for a failed precondition, as sentences. Detail is the
+# key type where one applies.
+PRECONDITION_MESSAGES = {
+    "nostream": "Stream {stream} does not exist: check the stream option.",
+    "wrongtype": "Key {stream} is a {detail}, not a stream: check the stream option.",
+    "nogroup": "Consumer group {group} does not exist on stream {stream}: check the group option.",
+    "dlwrongtype": (
+        "Key {dead_letter_stream} is a {detail}, not a stream: "
+        "check dead_letter.stream (it must be absent or a stream)."
+    ),
+}
+
+
+class PreconditionFailed(Exception):
+    """A script refused to act because the stream, group or dead-letter key is not usable."""
+
+    def __init__(self, status: str, detail: str) -> None:
+        super().__init__(status)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass
+class BatchResult:
+    """What one BATCH_SCRIPT call did (or, dry run, would do)."""
+
+    status: str
+    moved: int = 0
+    dead_lettered: int = 0
+    deleted: int = 0
+    cursor: str = "-"
+    done: bool = True
+    ids: list[str] = field(default_factory=list)
+    deleted_ids: list[str] = field(default_factory=list)
+    idle_ms: int | None = None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class StreamScripts:
+    """The reclaim scripts registered on one client: redis-py sends EVALSHA and falls back
+    to SCRIPT LOAD once when the server does not know the script yet."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._select = client.register_script(SELECT_SCRIPT)
+        self._batch = client.register_script(BATCH_SCRIPT)
+        self._retire = client.register_script(RETIRE_SCRIPT)
+
+    def load(self) -> None:
+        """SCRIPT LOAD every script up front, so that no timed call pays for loading."""
+        for script in (self._select, self._batch, self._retire):
+            script.sha = self.client.script_load(script.script)
+
+    @staticmethod
+    def _check(reply: list[Any]) -> str:
+        status = _text(reply[0])
+        if status in PRECONDITION_MESSAGES:
+            raise PreconditionFailed(status, _text(reply[1]))
+        return status
+
+    def select(self, stream: str, group: str, dead_letter_stream: str | None) -> tuple[int, dict[str, dict]]:
+        """Server time (ms) and {consumer: {pending, idle_ms}} read in one atomic step."""
+        keys = [stream] + ([dead_letter_stream] if dead_letter_stream else [])
+        reply = self._select(keys=keys, args=[group])
+        self._check(reply)
+        flat = reply[2]
+        consumers = {
+            _text(flat[i]): {"pending": int(flat[i + 1]), "idle_ms": int(flat[i + 2])}
+            for i in range(0, len(flat), 3)
+        }
+        return int(reply[1]), consumers
+
+    def batch(
+        self,
+        *,
+        stream: str,
+        group: str,
+        consumer: str,
+        claim_to: str | None,
+        guard_ms: int,
+        batch_size: int,
+        cursor: str,
+        dead_letter_stream: str | None,
+        max_age_ms: int | None,
+        max_deliveries: int | None,
+        ids_wanted: int,
+        deleted_ids_wanted: int,
+        dry_run: bool,
+        verify_exists: bool,
+        tolerance_ms: int = GUARD_TOLERANCE_MS,
+    ) -> BatchResult:
+        """One bounded batch of `consumer`'s PEL; claim_to None means dead-letter only."""
+        keys = [stream] + ([dead_letter_stream] if dead_letter_stream else [])
+        args = [
+            group,
+            consumer,
+            claim_to or "",
+            guard_ms,
+            tolerance_ms,
+            batch_size,
+            cursor,
+            -1 if max_age_ms is None else max_age_ms,
+            -1 if max_deliveries is None else max_deliveries,
+            ids_wanted,
+            deleted_ids_wanted,
+            1 if dry_run else 0,
+            1 if verify_exists else 0,
+        ]
+        reply = self._batch(keys=keys, args=args)
+        status = self._check(reply)
+        if status == "active":
+            return BatchResult(status=status, idle_ms=int(reply[1]))
+        if status != "ok":
+            return BatchResult(status=status)
+        return BatchResult(
+            status=status,
+            moved=int(reply[1]),
+            dead_lettered=int(reply[2]),
+            deleted=int(reply[3]),
+            cursor=_text(reply[4]),
+            done=bool(int(reply[5])),
+            ids=[_text(i) for i in reply[6]],
+            deleted_ids=[_text(i) for i in reply[7]],
+        )
+
+    def retire(
+        self, stream: str, group: str, consumer: str, guard_ms: int, tolerance_ms: int = GUARD_TOLERANCE_MS
+    ) -> tuple[str, int | None]:
+        """('retired', 0) or why not: ('pending', n), ('active', idle_ms), ('absent', None)."""
+        reply = self._retire(keys=[stream], args=[group, consumer, guard_ms, tolerance_ms])
+        status = self._check(reply)
+        detail = _text(reply[1])
+        return status, int(detail) if detail.lstrip("-").isdigit() else None
