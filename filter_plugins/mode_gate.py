@@ -45,17 +45,21 @@ def mode_assignments(content: str | None, variable: str) -> list[dict[str, Any]]
     return found
 
 
-def mode_gate(content: str | None, variable: str, source: str = "the mode file") -> dict[str, Any]:
+def mode_gate(
+    content: str | None, variable: str, source: str = "the mode file", error: str | None = None
+) -> dict[str, Any]:
     """What the mode file says: {mode: TESTNET|LIVE|UNKNOWN, reason, changes_allowed,
     assignments}. `content` None means the file is missing or unreadable. TESTNET only when
     every assignment of `variable` says exactly `true`; LIVE when every one says `false`;
-    anything else is UNKNOWN, with the reason in one sentence."""
+    anything else is UNKNOWN, with the reason in one sentence (`error`: why it could not be
+    read, when known)."""
 
     def verdict(mode: str, reason: str, found: list[dict[str, Any]]) -> dict[str, Any]:
         return {"mode": mode, "reason": reason, "changes_allowed": mode == TESTNET, "assignments": found}
 
     if content is None:
-        return verdict(UNKNOWN, f"{source} is missing or unreadable", [])
+        detail = f" ({error.strip().rstrip('.')})" if error else ""
+        return verdict(UNKNOWN, f"{source} is missing or unreadable{detail}", [])
     found = mode_assignments(content, variable)
     if not found:
         return verdict(UNKNOWN, f"{source} does not assign {variable}", found)
@@ -103,13 +107,13 @@ def run_lock_decision(
                 f"(older than {int(stale_s)} s): that run is assumed dead."
             ),
         }
-    age_text = "an unknown time" if age is None else f"{age} s"
+    age_text = "at an unknown time" if age is None else f"{age} s ago"
     return {
         "action": "held",
         "holder": holder,
         "age_s": age,
         "message": (
-            f"Another run ({holder}) holds the run lock since {age_text}: wait for it to finish, "
+            f"Another run ({holder}) holds the run lock, taken {age_text}: wait for it to finish, "
             f"or remove the lock directory if that run is gone."
         ),
     }

@@ -70,6 +70,13 @@ def test_anything_else_is_unknown_with_a_reason(content: str | None, words: str)
     assert words in gate["reason"]
 
 
+def test_unreadable_says_why() -> None:
+    gate = mode_gate(None, VAR, "/etc/quantum/testnet.env", "file not found: /etc/quantum/testnet.env.")
+    assert gate["reason"] == (
+        "/etc/quantum/testnet.env is missing or unreadable (file not found: /etc/quantum/testnet.env)"
+    )
+
+
 def test_contradiction_names_the_lines() -> None:
     gate = mode_gate("A=1\nBINANCE_TESTNET=true\n\nBINANCE_TESTNET=false\n", VAR)
     assert "line 2" in gate["reason"] and "line 4" in gate["reason"]
