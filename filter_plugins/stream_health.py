@@ -316,8 +316,9 @@ def _service_problem(unit: str, state: Mapping | None) -> str | None:
 def _governor_limited(governor: Mapping | None) -> bool:
     if not governor:
         return False
-    if "over_limit" in governor or "at_limit" in governor:
-        return bool(governor.get("over_limit")) or bool(governor.get("at_limit"))
+    flags = ("over_limit", "at_limit", "blocked")
+    if any(flag in governor for flag in flags):
+        return any(bool(governor.get(flag)) for flag in flags)
     count, limit = _int_or_none(governor.get("count")), _int_or_none(governor.get("limit"))
     return count is not None and limit is not None and count >= limit
 
@@ -327,7 +328,11 @@ def _governor_text(governor: Mapping, spec: Mapping) -> str:
     limit_field = spec.get("limit_field") or "limit"
     key = f" in {spec['key']}" if spec.get("key") else ""
     count, limit = governor.get("count"), governor.get("limit")
-    relation = "over" if governor.get("over_limit") else "at"
+    over = governor.get("over_limit")
+    if over is None:
+        known = _int_or_none(count) is not None and _int_or_none(limit) is not None
+        over = known and _int_or_none(count) > _int_or_none(limit)
+    relation = "over" if over else "at"
     return (
         f"governor counter {count_field}={count} is {relation} its limit {limit_field}={limit}{key}"
     )
@@ -601,9 +606,10 @@ def stage_verdicts(
     governor, needs_restart}}`.
 
     `services`: `{unit: {active_state, sub_state, main_pid}}`; a unit absent from it is not
-    judged on its service. `governor`: `{exists, date, count, limit, today, over_limit,
-    at_limit}`. `lag_tolerance`: a reading consumer this many entries behind or fewer is
-    caught up (a busy stream is rarely at lag 0 at the instant of a snapshot).
+    judged on its service. `governor`: the redis_governor state `{exists, date, count,
+    limit, today, over_limit, at_limit, blocked}` (any of the three flags blocks).
+    `lag_tolerance`: a reading consumer this many entries behind or fewer is caught up
+    (a busy stream is rarely at lag 0 at the instant of a snapshot).
     """
     stall = _int_or_none(stall_idle_ms)
     tolerance = _int_or_none(lag_tolerance)

@@ -1087,3 +1087,24 @@ def test_filters_work_in_jinja_through_ansible(tmp_path):
         {"before": before, "after": after, "pipeline": PIPELINE, "governor": GOVERNOR_POISONED},
     )
     assert stop["stage"] == "ai_engine" and stop["verdict"] == "BLOCKED"
+
+
+def test_governor_without_flags_is_judged_by_its_numbers():
+    before, after = seed_incident()
+    numbers_only = {"exists": True, "count": 10000, "limit": 200}
+    producer = sh.stage_verdicts(before, after, PIPELINE, governor=numbers_only)["ai_engine"]
+    assert producer["verdict"] == "BLOCKED"
+    assert (
+        "trades_today=10000 is over its limit daily_limit=200 in quantum:governor"
+        in producer["reason"]
+    )
+    stale = {
+        **GOVERNOR_POISONED,
+        "dated_today": False,
+        "over_limit": False,
+        "at_limit": False,
+        "blocked": False,
+    }
+    assert (
+        sh.stage_verdicts(before, after, PIPELINE, governor=stale)["ai_engine"]["verdict"] == "OK"
+    )
