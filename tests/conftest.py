@@ -159,7 +159,9 @@ def run_ansible_module(
         output = json.loads(proc.stdout)
         result = output["plays"][0]["tasks"][0]["hosts"]["localhost"]
     except (ValueError, KeyError, IndexError) as exc:
-        raise AssertionError(f"unparseable ansible output (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}") from exc
+        raise AssertionError(
+            f"unparseable ansible output (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        ) from exc
     failed = bool(result.get("failed"))
     assert failed == expect_failure, f"expected failed={expect_failure}, got: {json.dumps(result, indent=2)}"
     return result
