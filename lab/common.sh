@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Shared settings of the lab scripts (sourced, not run). Every path the lab writes outside the
+# repository is below QT_LAB_STATE (engine data, images) or QT_LAB_RUN (pidfile, socket state),
+# so `lab.sh down` knows exactly what is its own.
+LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PROJECT_DIR=$(cd "$LAB_DIR/.." && pwd)
+QT_LAB_STATE=${QT_LAB_STATE:-/var/lib/quantum-lab}
+QT_LAB_RUN=${QT_LAB_RUN:-/run/quantum-lab}
+QT_LAB_CACHE=${QT_LAB_CACHE:-$PROJECT_DIR/.cache/lab}
+QT_LAB_IMAGE=${QT_LAB_IMAGE:-quantum-lab:latest}
+QT_LAB_CONTAINER=${QT_LAB_CONTAINER:-qt-lab}
+QT_LAB_REDIS_PORT=${QT_LAB_REDIS_PORT:-6390}
+# The engine listens on the default socket so the docker CLI, Molecule and the
+# community.docker connection need no extra setting.
+DOCKER_SOCKET=/var/run/docker.sock
+export DOCKER_HOST=unix://$DOCKER_SOCKET
+# Debian's dockerd is 20.10: the legacy builder only (the CLI on PATH may be 28.x).
+export DOCKER_BUILDKIT=0
+
+# The systemd-in-a-container flags verified on these machines (see lab/README.md).
+LAB_RUN_FLAGS=(
+  --network host
+  --cap-add SYS_ADMIN
+  --security-opt seccomp=unconfined
+  --cgroupns host
+  --tmpfs /run --tmpfs /run/lock
+  -v /sys/fs/cgroup:/sys/fs/cgroup:rw
+  -e container=docker
+  --stop-signal SIGRTMIN+3
+)
+
+log() { printf '%s lab: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Builds the lab image without any registry:
+#   1. a Debian bookworm minbase root file system from debootstrap, with every package the lab
+#      needs, cached as a tarball under .cache/lab/ (keyed by the package list);
+#   2. `docker import` of that tarball as quantum-lab-base:<key>;
+#   3. a Dockerfile FROM that base adding files only (stubs, units, qt-lab, masks, STOPSIGNAL).
+# Each step is skipped when its output exists for the same inputs: the final image carries a
+# label with the hash of its inputs, so a warm run is a few docker calls.
+#   lab/image.sh [--force]
+set -euo pipefail
+# shellcheck source=lab/common.sh
+source "$(dirname "$0")/common.sh"
+
+SUITE=bookworm
+PACKAGES=(
+  systemd systemd-sysv python3 python3-redis python3-apt redis-server redis-tools
+  procps iproute2 less
+)
+LABEL=org.quantum-remediation.lab.inputs
+force=false
+[[ ${1:-} == --force ]] && force=true
+
+debian_mirror() {
+  # The machine's own Debian mirror (deb822 sources first, then the one-line format).
+  local uri
+  uri=$(awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}' /etc/apt/sources.list.d/*.sources 2>/dev/null \
+    | grep -E '/debian/?$' | head -n1 || true)
+  if [[ -z $uri ]]; then
+    uri=$(grep -hE '^deb\s' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+      | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' | grep -E '/debian/?$' | head -n1 || true)
+  fi
+  echo "${uri:-http://deb.debian.org/debian}"
+}
+
+rootfs_key() {
+  # What decides the root file system's content: suite, packages and this recipe's version.
+  printf '%s\n' "$SUITE" "${PACKAGES[@]}" "recipe-1" | sha256sum | cut -c1-12
+}
+
+build_rootfs_tarball() {
+  local tarball=$1 rootfs
+  rootfs=$QT_LAB_CACHE/rootfs.tmp
+  rm -rf "$rootfs"
+  mkdir -p "$rootfs"
+  local mirror
+  mirror=$(debian_mirror)
+  log "debootstrap $SUITE minbase from $mirror (about a minute)"
+  local include
+  include=$(IFS=,; echo "${PACKAGES[*]}")
+  debootstrap --variant=minbase --include="$include" "$SUITE" "$rootfs" "$mirror" \
+    > "$QT_LAB_CACHE/debootstrap.log" 2>&1 \
+    || die "debootstrap failed; see $QT_LAB_CACHE/debootstrap.log"
+  # Nothing inside the image reaches a network: no package lists, no caches.
+  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb
+  tar -C "$rootfs" --numeric-owner -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+  rm -rf "$rootfs"
+}
+
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+main() {
+  mkdir -p "$QT_LAB_CACHE"
+  local key tarball base
+  key=$(rootfs_key)
+  tarball=$QT_LAB_CACHE/rootfs-$SUITE-$key.tar
+  base=quantum-lab-base:$key
+  if $force || ! image_exists "$base"; then
+    if $force || [[ ! -s $tarball ]]; then
+      build_rootfs_tarball "$tarball"
+    fi
+    log "docker import $tarball as $base"
+    docker import --change 'ENV container=docker' --change 'CMD ["/lib/systemd/systemd"]' \
+      "$tarball" "$base" >/dev/null
+  fi
+  local base_id files_hash inputs current
+  base_id=$(docker image inspect --format '{{.Id}}' "$base")
+  files_hash=$(tar -C "$LAB_DIR/image" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
+    -cf - . | sha256sum | cut -c1-16)
+  inputs="$base_id/$files_hash"
+  current=$(docker image inspect --format "{{index .Config.Labels \"$LABEL\"}}" "$QT_LAB_IMAGE" 2>/dev/null || true)
+  if ! $force && [[ $current == "$inputs" ]]; then
+    log "image $QT_LAB_IMAGE is up to date"
+    return 0
+  fi
+  log "building $QT_LAB_IMAGE from $base"
+  # The 28.x CLI warns that the legacy builder is deprecated: expected with the 20.10 daemon.
+  docker build -q --network none --build-arg "BASE=$base" --label "$LABEL=$inputs" \
+    -t "$QT_LAB_IMAGE" "$LAB_DIR/image" >/dev/null \
+    2> >(grep -v -e DEPRECATED -e 'legacy builder' -e BuildKit -e environment-variable -e '^$' >&2)
+  # Older builds of the same tag are dangling now: drop them, keep the base and the tarball.
+  docker image prune -f --filter "label=$LABEL" >/dev/null
+  log "image $QT_LAB_IMAGE built"
+}
+
+main
