@@ -1,0 +1,74 @@
+"""Evidence shaping: unit states from systemctl show, and nothing secret written."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+_SPEC = importlib.util.spec_from_file_location(
+    "evidence_format", Path(__file__).resolve().parent.parent / "filter_plugins" / "evidence_format.py"
+)
+assert _SPEC and _SPEC.loader
+evidence_format = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(evidence_format)
+
+SHOW = """Id=quantum-ai-strategy-router.service
+LoadState=loaded
+ActiveState=active
+SubState=running
+MainPID=4242
+ExecMainStartTimestamp=Sat 2026-01-17 07:05:24 UTC
+NRestarts=0
+FragmentPath=/etc/systemd/system/quantum-ai-strategy-router.service
+DropInPaths=/etc/systemd/system/quantum-ai-strategy-router.service.d/10-env.conf /run/x.d/a=b.conf
+"""
+
+
+def test_unit_state_from_systemctl_show() -> None:
+    state = evidence_format.unit_state(evidence_format.systemd_show(SHOW), "quantum-ai-strategy-router")
+    assert state["active_state"] == "active"
+    assert state["sub_state"] == "running"
+    assert state["main_pid"] == 4242
+    assert state["started_at"] == "Sat 2026-01-17 07:05:24 UTC"
+    assert state["drop_in_paths"] == [
+        "/etc/systemd/system/quantum-ai-strategy-router.service.d/10-env.conf",
+        "/run/x.d/a=b.conf",
+    ]
+
+
+def test_never_started_unit_has_nulls() -> None:
+    state = evidence_format.unit_state(
+        evidence_format.systemd_show("LoadState=not-found\nActiveState=inactive\nMainPID=0\n"
+                                     "ExecMainStartTimestamp=\nDropInPaths=\n")
+    )
+    assert state["started_at"] is None
+    assert state["main_pid"] == 0
+    assert state["drop_in_paths"] == []
+    assert state["load_state"] == "not-found"
+
+
+def test_unit_states_from_a_loop_keeps_unreadable_units_apart() -> None:
+    registered = {
+        "results": [
+            {"item": "a", "rc": 0, "stdout": "ActiveState=active\nSubState=running\nMainPID=7\n"},
+            {"item": "b", "rc": 1, "stdout": "", "stderr": "Not booted with systemd.\nFailed to connect to bus\n"},
+        ]
+    }
+    states = evidence_format.unit_states(registered)
+    assert states["a"]["main_pid"] == 7
+    assert states["b"]["error"] == "Not booted with systemd.; Failed to connect to bus"
+    assert list(evidence_format.unit_states(registered, readable_only=True)) == ["a"]
+
+
+def test_scrub_secrets_at_any_depth() -> None:
+    result = {
+        "changed": False,
+        "invocation": {"module_args": {"connection": {"password": "hunter2"}}},
+        "router": {"connection": {"password": "hunter2"}, "moved": 3},
+        "results": [{"password": "hunter2", "ids": ["1-0"]}],
+        "_ansible_no_log": False,
+    }
+    scrubbed = evidence_format.scrub_secrets(result)
+    assert "hunter2" not in json.dumps(scrubbed)
+    assert scrubbed == {"changed": False, "router": {"moved": 3}, "results": [{"ids": ["1-0"]}]}
