@@ -75,11 +75,11 @@ options:
         type: bool
         default: true
       connect_timeout:
-        description: Seconds to wait for the connection (and the TLS handshake).
+        description: Seconds to wait for the TCP connection to be established.
         type: float
         default: 5.0
       socket_timeout:
-        description: Seconds to wait for each answer.
+        description: Seconds to wait for each answer, and for the TLS handshake.
         type: float
         default: 10.0
   streams:
