@@ -74,6 +74,45 @@ def unit_states(results: Any, readable_only: bool = False) -> dict[str, dict[str
     return states
 
 
+def unit_files(states: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The files that define each unit, as `[{unit, path, kind}]` (`kind`: fragment or
+    drop-in), in unit order, each path once; a unit without a fragment (not installed) has
+    none."""
+    files: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for unit, state in (states or {}).items():
+        paths = [("fragment", state.get("fragment_path"))]
+        paths += [("drop-in", path) for path in state.get("drop_in_paths") or []]
+        for kind, path in paths:
+            if path and path not in seen:
+                seen.add(path)
+                files.append({"unit": unit, "path": path, "kind": kind})
+    return files
+
+
+def backup_entries(stat_results: Any, backup_dir: str) -> list[dict[str, Any]]:
+    """`[{unit, kind, path, checksum, backup, saved: false}]` from the registered results of a
+    `stat` loop over `unit_files` (with `checksum_algorithm: sha256`). A file that vanished
+    is left out. `backup` keeps the original path under `backup_dir`."""
+    results = stat_results.get("results", []) if isinstance(stat_results, Mapping) else stat_results
+    entries: list[dict[str, Any]] = []
+    for result in results or []:
+        stat, item = result.get("stat") or {}, result.get("item") or {}
+        if not stat.get("exists"):
+            continue
+        entries.append(
+            {
+                "unit": item.get("unit"),
+                "kind": item.get("kind"),
+                "path": item["path"],
+                "checksum": stat.get("checksum"),
+                "backup": f"{backup_dir.rstrip('/')}/{item['path'].lstrip('/')}",
+                "saved": False,
+            }
+        )
+    return entries
+
+
 def scrub_secrets(value: Any) -> Any:
     """A copy of `value` without module invocations, connection options or passwords, at any
     depth: what may be written to evidence."""
@@ -97,4 +136,6 @@ class FilterModule:
             "unit_state": unit_state,
             "unit_states": unit_states,
             "scrub_secrets": scrub_secrets,
+            "unit_files": unit_files,
+            "backup_entries": backup_entries,
         }

@@ -39,8 +39,9 @@ def test_unit_state_from_systemctl_show() -> None:
 
 def test_never_started_unit_has_nulls() -> None:
     state = evidence_format.unit_state(
-        evidence_format.systemd_show("LoadState=not-found\nActiveState=inactive\nMainPID=0\n"
-                                     "ExecMainStartTimestamp=\nDropInPaths=\n")
+        evidence_format.systemd_show(
+            "LoadState=not-found\nActiveState=inactive\nMainPID=0\nExecMainStartTimestamp=\nDropInPaths=\n"
+        )
     )
     assert state["started_at"] is None
     assert state["main_pid"] == 0
@@ -52,7 +53,12 @@ def test_unit_states_from_a_loop_keeps_unreadable_units_apart() -> None:
     registered = {
         "results": [
             {"item": "a", "rc": 0, "stdout": "ActiveState=active\nSubState=running\nMainPID=7\n"},
-            {"item": "b", "rc": 1, "stdout": "", "stderr": "Not booted with systemd.\nFailed to connect to bus\n"},
+            {
+                "item": "b",
+                "rc": 1,
+                "stdout": "",
+                "stderr": "Not booted with systemd.\nFailed to connect to bus\n",
+            },
         ]
     }
     states = evidence_format.unit_states(registered)
@@ -72,3 +78,44 @@ def test_scrub_secrets_at_any_depth() -> None:
     scrubbed = evidence_format.scrub_secrets(result)
     assert "hunter2" not in json.dumps(scrubbed)
     assert scrubbed == {"changed": False, "router": {"moved": 3}, "results": [{"ids": ["1-0"]}]}
+
+
+def test_unit_files_lists_fragments_and_drop_ins_once() -> None:
+    states = {
+        "a": {
+            "fragment_path": "/etc/systemd/system/a.service",
+            "drop_in_paths": ["/etc/systemd/system/a.service.d/x.conf"],
+        },
+        "b": {"fragment_path": None, "drop_in_paths": []},
+        "c": {
+            "fragment_path": "/etc/systemd/system/c.service",
+            "drop_in_paths": ["/etc/systemd/system/a.service.d/x.conf"],
+        },
+    }
+    assert evidence_format.unit_files(states) == [
+        {"unit": "a", "path": "/etc/systemd/system/a.service", "kind": "fragment"},
+        {"unit": "a", "path": "/etc/systemd/system/a.service.d/x.conf", "kind": "drop-in"},
+        {"unit": "c", "path": "/etc/systemd/system/c.service", "kind": "fragment"},
+    ]
+
+
+def test_backup_entries_keep_the_path_layout() -> None:
+    registered = {
+        "results": [
+            {
+                "item": {"unit": "a", "path": "/etc/systemd/system/a.service", "kind": "fragment"},
+                "stat": {"exists": True, "checksum": "ab" * 32},
+            },
+            {"item": {"unit": "a", "path": "/run/gone.conf", "kind": "drop-in"}, "stat": {"exists": False}},
+        ]
+    }
+    assert evidence_format.backup_entries(registered, "/var/lib/qr/evidence/r1/backup/") == [
+        {
+            "unit": "a",
+            "kind": "fragment",
+            "path": "/etc/systemd/system/a.service",
+            "checksum": "ab" * 32,
+            "backup": "/var/lib/qr/evidence/r1/backup/etc/systemd/system/a.service",
+            "saved": False,
+        }
+    ]
