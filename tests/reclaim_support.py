@@ -1,0 +1,61 @@
+"""Imports redis_stream_reclaim in-process (as Ansible would package it) and runs its core,
+for tests that must act at a precise point of a run or run it many times quickly."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import ansible.module_utils
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Our module_utils are imported by the module as ansible.module_utils.<name>, the way
+# AnsiballZ packages them; extending the package path gives the same import in-process.
+if str(PROJECT_ROOT / "module_utils") not in ansible.module_utils.__path__:
+    ansible.module_utils.__path__.append(str(PROJECT_ROOT / "module_utils"))
+
+
+def load_reclaim_module() -> ModuleType:
+    name = "redis_stream_reclaim_under_test"
+    if name not in sys.modules:
+        path = PROJECT_ROOT / "library" / "redis_stream_reclaim.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def reclaim_params(args: dict[str, Any]) -> dict[str, Any]:
+    """Module params as AnsibleModule would build them: args plus every default."""
+    module = load_reclaim_module()
+    spec = module.argument_spec()
+    params: dict[str, Any] = {}
+    for name, option in spec.items():
+        params[name] = args.get(name, option.get("default"))
+    if params.get("dead_letter"):
+        dead_letter = dict(params["dead_letter"])
+        for name in ("max_age_ms", "max_deliveries"):
+            dead_letter.setdefault(name, None)
+        params["dead_letter"] = dead_letter
+    return params
+
+
+def run_reclaim(
+    client: Any, args: dict[str, Any], *, check: bool = False, diff: bool = False, hook: Any = None
+) -> dict:
+    """The module's core on an existing client; raises AssertionError on an input problem."""
+    module = load_reclaim_module()
+    params = reclaim_params(args)
+    if not params["connection"]:
+        # Only used to word error messages; the client is already connected.
+        pool_kwargs = client.connection_pool.connection_kwargs
+        params["connection"] = {"host": pool_kwargs.get("host"), "port": pool_kwargs.get("port")}
+    problem = module.input_problem(params)
+    assert problem is None, problem
+    return module.StreamReclaim(client, params, check_mode=check, diff=diff, hook=hook).run()
