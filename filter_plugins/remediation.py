@@ -1,0 +1,393 @@
+"""Pure functions the remediation roles (consumer_recovery, governor, service_restart,
+stream_verify) compute their plans and checks with: what to reclaim, which stages to
+restart, whether a restarted service's consumer advanced, what verification found.
+
+No I/O: plain data in (the inventory's `pipeline`, `redis_stream_info` results,
+`stage_verdicts`, module results), plain data out. Shapes are in docs/interfaces.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+try:
+    from ansible.errors import AnsibleFilterError
+except ImportError:  # the functions stay usable without Ansible installed
+    AnsibleFilterError = ValueError  # type: ignore[misc,assignment]
+
+RESTART_VERDICTS = ("STALLED", "STOPPED")
+
+
+def _mapping(value: Any) -> Mapping:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _stages(pipeline: Any) -> list[Mapping]:
+    stages = _mapping(pipeline).get("stages")
+    if not isinstance(stages, list):
+        raise AnsibleFilterError("pipeline.stages must be a list of stages, upstream first.")
+    return [stage for stage in stages if isinstance(stage, Mapping)]
+
+
+def _group_info(info: Any, stage: Mapping) -> Mapping:
+    stream = _mapping(_mapping(_mapping(info).get("streams")).get(stage.get("input_stream")))
+    return _mapping(_mapping(stream.get("groups")).get(stage.get("group")))
+
+
+def _entries(count: int) -> str:
+    return f"{count} entry" if count == 1 else f"{count} entries"
+
+
+# ---------------------------------------------------------------------------------------
+# consumer_recovery
+
+
+def consumer_recovery_plan(
+    pipeline: Mapping, info: Mapping, verdicts: Mapping | None = None, min_idle_ms: int = 60000
+) -> list[dict]:
+    """Per consumer stage that has something to do: `{stage, stream, group, claim_to,
+    consumers, dead_letter, dead: [{name, pending, idle_ms, why}], summary, live_pending,
+    live_oldest_pending_age_ms}`.
+
+    Dead consumers are the group's consumers other than the stage's live one that either
+    hold entries and did not advance across the evidence window (the verdicts'
+    `dead_consumers`; without verdicts, those holding entries and idle at least
+    `min_idle_ms`) or hold nothing and are idle at least `min_idle_ms`. With a dead-letter
+    policy the live consumer is listed too, so that its own too-old entries are
+    dead-lettered. A stage with no dead consumer and no policy is left out: the live
+    consumer's own PEL is replayed by its service at restart.
+    """
+    threshold = _int(min_idle_ms)
+    if threshold is None or threshold < 0:
+        raise AnsibleFilterError(f"min_idle_ms must be a number of milliseconds >= 0, got {min_idle_ms!r}.")
+    plan: list[dict] = []
+    for stage in _stages(pipeline):
+        if not stage.get("input_stream"):
+            continue
+        live = stage.get("consumer")
+        group = _group_info(info, stage)
+        consumers = _mapping(group.get("consumers"))
+        verdict = _mapping(_mapping(verdicts).get(stage.get("name")))
+        flagged = {d.get("name"): d for d in verdict.get("dead_consumers") or [] if isinstance(d, Mapping)}
+        dead: list[dict] = []
+        for name, state in consumers.items():
+            if name == live:
+                continue
+            state = _mapping(state)
+            pending = _int(state.get("pending")) or 0
+            idle = _int(state.get("idle_ms"))
+            idle_enough = idle is not None and idle >= threshold
+            if name in flagged:
+                why = "holds entries and did not advance across the evidence window"
+            elif pending == 0 and idle_enough:
+                why = f"holds nothing and is idle {idle} ms"
+            elif pending > 0 and idle_enough and not verdicts:
+                why = f"holds entries and is idle {idle} ms"
+            else:
+                continue
+            dead.append({"name": name, "pending": pending, "idle_ms": idle, "why": why})
+        dead_letter = stage.get("dead_letter") or None
+        if not dead and not dead_letter:
+            continue
+        live_state = _mapping(consumers.get(live))
+        names = [d["name"] for d in dead] + ([live] if dead_letter else [])
+        drains = ", ".join(f"{d['name']} ({_entries(d['pending'])})" for d in dead)
+        summary = f"{stage.get('name')}: drain {drains} into {live} and retire them" if dead else ""
+        if dead_letter:
+            target = _mapping(dead_letter).get("stream")
+            policy = f"dead-letter to {target} what is too old or too often delivered"
+            summary = f"{summary}; {policy}" if summary else f"{stage.get('name')}: {policy} (also on {live})"
+        plan.append(
+            {
+                "stage": stage.get("name"),
+                "stream": stage.get("input_stream"),
+                "group": stage.get("group"),
+                "claim_to": live,
+                "consumers": names,
+                "dead_letter": dict(dead_letter) if dead_letter else None,
+                "dead": dead,
+                "summary": summary,
+                "live_pending": _int(live_state.get("pending")) or 0,
+                "live_oldest_pending_age_ms": _int(live_state.get("oldest_pending_age_ms")),
+            }
+        )
+    return plan
+
+
+def consumer_recovery_restart_stages(
+    pipeline: Mapping,
+    info: Mapping,
+    results: Mapping | None,
+    verdicts: Mapping | None = None,
+    min_idle_ms: int = 60000,
+) -> list[str]:
+    """Consumer stages whose service must restart, in pipeline order: its live consumer
+    received entries, or keeps entries of its own at least `min_idle_ms` old to replay
+    (those not dead-lettered), or its verdict is STALLED or STOPPED. `results` maps a stage
+    name to the reclaim module's result (real or planned)."""
+    threshold = _int(min_idle_ms) or 0
+    stages: list[str] = []
+    for stage in _stages(pipeline):
+        if not stage.get("input_stream"):
+            continue
+        name = stage.get("name")
+        live = stage.get("consumer")
+        result = _mapping(_mapping(results).get(name))
+        per_consumer = _mapping(result.get("consumers"))
+        moved = sum(_int(_mapping(r).get("moved")) or 0 for r in per_consumer.values())
+        live_result = _mapping(per_consumer.get(live))
+        live_state = _mapping(_mapping(_group_info(info, stage).get("consumers")).get(live))
+        live_pending = _int(live_state.get("pending")) or 0
+        left = live_pending - (_int(live_result.get("dead_lettered")) or 0)
+        age = _int(live_state.get("oldest_pending_age_ms"))
+        replay = left > 0 and age is not None and age >= threshold
+        verdict = _mapping(_mapping(verdicts).get(name)).get("verdict")
+        if moved > 0 or replay or verdict in RESTART_VERDICTS:
+            stages.append(name)
+    return stages
+
+
+def consumer_recovery_summary(results: Mapping | None) -> list[str]:
+    """One line per stage of `{stage: reclaim result}`: moved, dead-lettered, retired."""
+    lines: list[str] = []
+    for stage, result in _mapping(results).items():
+        result = _mapping(result)
+        if result.get("skipped"):
+            continue
+        if result.get("failed"):
+            lines.append(f"{stage}: failed: {result.get('msg')}")
+            continue
+        totals = _mapping(result.get("totals"))
+        retired = [n for n, r in _mapping(result.get("consumers")).items() if _mapping(r).get("retired")]
+        skipped = [
+            f"{n} ({_mapping(r).get('skipped_reason')})"
+            for n, r in _mapping(result.get("consumers")).items()
+            if _mapping(r).get("skipped_reason") and n != result.get("claim_to")
+        ]
+        line = (
+            f"{stage}: {_entries(_int(totals.get('moved')) or 0)} moved to {result.get('claim_to')}, "
+            f"{_int(totals.get('dead_lettered')) or 0} dead-lettered, "
+            f"{_int(totals.get('deleted')) or 0} already deleted from the stream, "
+            f"retired: {', '.join(retired) or 'none'}"
+        )
+        if skipped:
+            line += f"; left alone: {', '.join(skipped)}"
+        lines.append(line)
+    return lines
+
+
+# ---------------------------------------------------------------------------------------
+# governor and service_restart
+
+
+def governed_stage(pipeline: Mapping) -> str | None:
+    """The name of the first stage marked `governed: true`, or None."""
+    for stage in _stages(pipeline):
+        if stage.get("governed"):
+            return stage.get("name")
+    return None
+
+
+def governor_summary(result: Mapping | None, spec: Mapping | None, planned: bool = False) -> str:
+    """One line about a redis_governor result: what was (or, `planned`, would be) reset."""
+    result, spec = _mapping(result), _mapping(spec)
+    if not result or result.get("skipped"):
+        return "no governor in the pipeline"
+    governor = _mapping(result.get("governor"))
+    key, field = governor.get("key"), spec.get("count_field", "count")
+    if result.get("reset"):
+        verb = "PLAN, nothing changed: would reset" if planned else "reset"
+        return (
+            f"{verb} {key} {field} {_mapping(result.get('before')).get('count')} -> "
+            f"{_mapping(result.get('after')).get('count')} (limit {governor.get('limit')}, "
+            f"{result.get('results_today')} results today)"
+        )
+    why = result.get("reset_skipped_reason") or "not asked to reset"
+    return f"{key} left alone ({field}={governor.get('count')}, limit {governor.get('limit')}): {why}"
+
+
+def stages_to_restart(verdicts: Mapping | None, *lists: Iterable[str] | None) -> list[str]:
+    """Stage names whose verdict needs a restart, then those of each list, each once."""
+    names: list[str] = [
+        name for name, verdict in _mapping(verdicts).items() if _mapping(verdict).get("needs_restart")
+    ]
+    for extra in lists:
+        for name in extra or []:
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def unit_stage(pipeline: Mapping, unit: str) -> dict:
+    """The stage whose `unit` is `unit` (`.service` optional), or {} for a unit outside it."""
+    wanted = unit[: -len(".service")] if unit.endswith(".service") else unit
+    for stage in _stages(pipeline):
+        if stage.get("unit") in (wanted, f"{wanted}.service"):
+            return dict(stage)
+    return {}
+
+
+def _stream(info: Any, name: Any) -> Mapping:
+    return _mapping(_mapping(_mapping(info).get("streams")).get(name))
+
+
+def _stream_grew(before: Mapping, after: Mapping) -> bool:
+    added = (_int(after.get("entries_added")), _int(before.get("entries_added")))
+    if None not in added:
+        return added[0] > added[1]
+    if after.get("last_entry_id") and after.get("last_entry_id") != before.get("last_entry_id"):
+        return True
+    return (_int(after.get("length")) or 0) > (_int(before.get("length")) or 0)
+
+
+def stage_advanced(stage: Mapping, before: Mapping, after: Mapping) -> dict:
+    """Whether a (restarted) stage's work moved between two `redis_stream_info` results:
+    `{advanced, how}`. A consumer stage advances when its group's entries-read grows, its
+    live consumer's pending drains, or the live consumer was seen after `before` was taken
+    (idle reset, or it appeared); a producer when its output stream grows."""
+    if not stage:
+        return {"advanced": False, "how": "not a stage of the pipeline"}
+    if not stage.get("input_stream"):
+        output = stage.get("output_stream")
+        grew = _stream_grew(_stream(before, output), _stream(after, output))
+        how = f"{stage.get('output_stream')} {'grew' if grew else 'did not grow'}"
+        return {"advanced": grew, "how": how}
+    group_before, group_after = _group_info(before, stage), _group_info(after, stage)
+    live = stage.get("consumer")
+    read = (_int(group_before.get("entries_read")), _int(group_after.get("entries_read")))
+    if None not in read and read[1] > read[0]:
+        return {"advanced": True, "how": f"group {stage.get('group')} read {read[1] - read[0]} entries"}
+    consumer_before = _mapping(group_before.get("consumers")).get(live)
+    consumer_after = _mapping(group_after.get("consumers")).get(live)
+    if consumer_after is None:
+        return {"advanced": False, "how": f"consumer {live} is absent from group {stage.get('group')}"}
+    if consumer_before is None:
+        return {"advanced": True, "how": f"consumer {live} joined group {stage.get('group')}"}
+    pending = (_int(_mapping(consumer_before).get("pending")), _int(_mapping(consumer_after).get("pending")))
+    if None not in pending and pending[1] < pending[0]:
+        return {"advanced": True, "how": f"{live} acknowledged {pending[0] - pending[1]} pending entries"}
+    elapsed = (_int(_mapping(after.get("server")).get("time_ms")) or 0) - (
+        _int(_mapping(before.get("server")).get("time_ms")) or 0
+    )
+    idle = _int(_mapping(consumer_after).get("idle_ms"))
+    if idle is not None and idle < elapsed:
+        return {"advanced": True, "how": f"{live} read {idle} ms ago, after the restart"}
+    return {"advanced": False, "how": f"{live} has not read since the restart"}
+
+
+# ---------------------------------------------------------------------------------------
+# stream_verify
+
+
+def demand_growth(before_verdicts: Mapping | None, pipeline: Mapping) -> bool:
+    """Whether verification must see every stream grow. Not when the producer was quiet and
+    not blocked before the run (OK and its output did not grow): a quiet pipeline is
+    healthy, and nothing new will flow. Without prior verdicts, growth is demanded."""
+    producer = next((s for s in _stages(pipeline) if not s.get("input_stream")), None)
+    if producer is None or not before_verdicts:
+        return True
+    verdict = _mapping(_mapping(before_verdicts).get(producer.get("name")))
+    if not verdict:
+        return True
+    return not (verdict.get("verdict") == "OK" and not verdict.get("output_grew"))
+
+
+def verify_findings(
+    before: Mapping,
+    after: Mapping,
+    verdicts: Mapping,
+    pipeline: Mapping,
+    growth_required: bool = True,
+) -> list[dict]:
+    """What verification found wrong over its window, one `{stage, problem}` per finding,
+    in pipeline order; an empty list means the pipeline flows. Per stage: the verdict is
+    OK (or LAGGING with a shrinking lag: a backlog being drained); its output stream grew
+    (when `growth_required`); for a consumer stage its group's lag and PEL did not grow, no
+    dead consumer holds entries, and its live consumer's oldest pending entry did not stay
+    the same across the window."""
+    findings: list[dict] = []
+    for stage in _stages(pipeline):
+        name = stage.get("name")
+        verdict = _mapping(_mapping(verdicts).get(name))
+        problems: list[str] = []
+        if verdict.get("verdict") not in (None, "OK") and not _draining(verdict):
+            problems.append(f"{verdict.get('verdict')}: {verdict.get('reason')}")
+        output = stage.get("output_stream")
+        if growth_required and not _stream_grew(_stream(before, output), _stream(after, output)):
+            problems.append(f"{output} did not grow")
+        if stage.get("input_stream"):
+            problems.extend(_group_problems(stage, before, after, verdict))
+        for problem in problems:
+            findings.append({"stage": name, "problem": problem})
+    return findings
+
+
+def _draining(verdict: Mapping) -> bool:
+    """A LAGGING stage whose lag shrank across the window is catching up: that is recovery."""
+    lag, lag_before = _int(verdict.get("lag")), _int(verdict.get("lag_before"))
+    return verdict.get("verdict") == "LAGGING" and None not in (lag, lag_before) and lag < lag_before
+
+
+def _group_problems(stage: Mapping, before: Mapping, after: Mapping, verdict: Mapping) -> list[str]:
+    problems: list[str] = []
+    group = stage.get("group")
+    group_before, group_after = _group_info(before, stage), _group_info(after, stage)
+    if not group_after.get("exists", bool(group_after)):
+        return [f"group {group} does not exist on {stage.get('input_stream')}"]
+    for field, what in (("lag", "lag"), ("pending", "pending count")):
+        b, a = _int(group_before.get(field)), _int(group_after.get(field))
+        if b is not None and a is not None and a > b and a > 0:
+            problems.append(f"group {group}'s {what} grew from {b} to {a}")
+    for dead in verdict.get("dead_consumers") or []:
+        dead = _mapping(dead)
+        problems.append(
+            f"consumer {dead.get('name')} (not the live {stage.get('consumer')}) still holds "
+            f"{_entries(_int(dead.get('pending')) or 0)}"
+        )
+    live = stage.get("consumer")
+    live_before = _mapping(_mapping(group_before.get("consumers")).get(live))
+    live_after = _mapping(_mapping(group_after.get("consumers")).get(live))
+    oldest = live_after.get("oldest_pending_id")
+    if oldest and oldest == live_before.get("oldest_pending_id"):
+        problems.append(f"{live}'s oldest pending entry {oldest} was not acknowledged during the window")
+    return problems
+
+
+def verify_sentence(findings: list[dict]) -> str:
+    """One sentence for the failure message: the first stage's findings, then a count."""
+    if not findings:
+        return "every stage flows"
+    first = findings[0]["stage"]
+    own = [f["problem"] for f in findings if f["stage"] == first]
+    others = sorted({f["stage"] for f in findings} - {first})
+    tail = f" (also: {', '.join(others)})" if others else ""
+    return f"stage {first}: {'; '.join(own)}{tail}"
+
+
+class FilterModule:
+    """Remediation filters: reclaim plan, restart stages, consumer advance, verification."""
+
+    def filters(self) -> dict:
+        return {
+            "consumer_recovery_plan": consumer_recovery_plan,
+            "consumer_recovery_restart_stages": consumer_recovery_restart_stages,
+            "consumer_recovery_summary": consumer_recovery_summary,
+            "governed_stage": governed_stage,
+            "stages_to_restart": stages_to_restart,
+            "governor_summary": governor_summary,
+            "unit_stage": unit_stage,
+            "stage_advanced": stage_advanced,
+            "demand_growth": demand_growth,
+            "verify_findings": verify_findings,
+            "verify_sentence": verify_sentence,
+        }
