@@ -1,0 +1,253 @@
+"""The run's report as data: what was stuck, what was done (or, without the mode gate's
+consent, what would have been done), the figures before and after, and what was not done.
+Every input may be missing (a run that failed half-way reports what it did): the function
+takes the facts as they are and never assumes a step ran."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+STEPS = (
+    ("preflight", "preflight_mode"),
+    ("evidence before", "evidence_verdicts"),
+    ("unit backup", "unit_backup_files"),
+    ("consumer recovery", "consumer_recovery_results"),
+    ("governor", "governor_result"),
+    ("service restart", "service_restart_results"),
+    ("stream verification", "stream_verify_ok"),
+    ("evidence after", "evidence_after_verdicts"),
+)
+
+
+def _mapping(value: Any) -> Mapping:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else []
+
+
+def _int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _given(value: Any) -> bool:
+    """Whether a fact was set by its step: Jinja's default(none) and empty results are not."""
+    return value is not None and value != "" and value != {}
+
+
+def run_started_at(run_id: Any) -> datetime | None:
+    """The run's start, read from its id (YYYYmmddTHHMMSSZ-xxxx)."""
+    try:
+        return datetime.strptime(str(run_id)[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _verdict_names(verdicts: Any) -> dict[str, str]:
+    return {str(name): str(_mapping(v).get("verdict")) for name, v in _mapping(verdicts).items()}
+
+
+def _stage_recovery(stage: Mapping, result: Mapping, restarted: bool) -> dict[str, Any]:
+    totals = _mapping(result.get("totals"))
+    consumers = _mapping(result.get("consumers"))
+    live = result.get("claim_to") or stage.get("consumer")
+    live_result = _mapping(consumers.get(live))
+    moved = _int(totals.get("moved")) or 0
+    live_left = max(
+        (_int(live_result.get("pending_before")) or 0) - (_int(live_result.get("dead_lettered")) or 0), 0
+    )
+    return {
+        "stage": stage.get("name"),
+        "live_consumer": live,
+        "ran": bool(result) and not result.get("skipped"),
+        "failed": bool(result.get("failed")),
+        "message": result.get("msg") if result.get("failed") else None,
+        "moved": moved,
+        "dead_lettered": _int(totals.get("dead_lettered")) or 0,
+        "retired": sorted(name for name, r in consumers.items() if _mapping(r).get("retired")),
+        # Entries in the live consumer's PEL once the reclaim is done are replayed when its
+        # service restarts (the consumer contract); without a restart they wait.
+        "replayed": (moved + live_left) if restarted else 0,
+        "waiting_for_restart": 0 if restarted else moved + live_left,
+    }
+
+
+def _figures(before: Any, after: Any, pipeline: Mapping) -> list[dict[str, Any]]:
+    """Before/after rows: each stream's length, and each stage group's pending and lag."""
+    rows: list[dict[str, Any]] = []
+    streams_before = _mapping(_mapping(before).get("streams"))
+    streams_after = _mapping(_mapping(after).get("streams"))
+    for stage in _list(_mapping(pipeline).get("stages")):
+        stage = _mapping(stage)
+        output = stage.get("output_stream")
+        if output:
+            rows.append(
+                {
+                    "what": f"{output} length",
+                    "before": _mapping(streams_before.get(output)).get("length"),
+                    "after": _mapping(streams_after.get(output)).get("length"),
+                }
+            )
+        source, group = stage.get("input_stream"), stage.get("group")
+        if source and group:
+            gb = _mapping(_mapping(_mapping(streams_before.get(source)).get("groups")).get(group))
+            ga = _mapping(_mapping(_mapping(streams_after.get(source)).get("groups")).get(group))
+            for field in ("pending", "lag"):
+                rows.append({"what": f"{group} {field}", "before": gb.get(field), "after": ga.get(field)})
+            live = stage.get("consumer")
+            cb = _mapping(_mapping(gb.get("consumers")).get(live))
+            ca = _mapping(_mapping(ga.get("consumers")).get(live))
+            rows.append({"what": f"{live} idle ms", "before": cb.get("idle_ms"), "after": ca.get("idle_ms")})
+    return rows
+
+
+def _governor(result: Any, pipeline: Mapping, changes_allowed: bool) -> dict[str, Any] | None:
+    result = _mapping(result)
+    if not result or result.get("skipped"):
+        return None
+    state = _mapping(result.get("governor"))
+    reset = bool(result.get("reset"))
+    return {
+        "key": state.get("key") or _mapping(_mapping(pipeline).get("governor")).get("key"),
+        "count_before": _mapping(result.get("before")).get("count", state.get("count")),
+        "count_after": _mapping(result.get("after")).get("count") if reset else state.get("count"),
+        "limit": state.get("limit"),
+        "results_today": result.get("results_today"),
+        "reset": reset and changes_allowed,
+        "reset_planned": reset and not changes_allowed,
+        "left_alone_because": result.get("reset_skipped_reason"),
+        "failed": bool(result.get("failed")),
+    }
+
+
+def run_summary(facts: Mapping) -> dict[str, Any]:
+    """The run's summary (summary.json, set_stats, REPORT.md) from the facts the roles set.
+
+    `facts` holds: inventory_hostname, pipeline, preflight_run_id, preflight_mode,
+    preflight_mode_reason, preflight_changes_allowed, check_mode, evidence_dir,
+    evidence_before, evidence_after, evidence_verdicts, evidence_stop_point, evidence_layers,
+    evidence_after_verdicts, evidence_after_stop_point, unit_backup_files,
+    consumer_recovery_results, consumer_recovery_restart_stages, governor_result,
+    service_restart_units, service_restart_results, stream_verify_ok, stream_verify_verdicts,
+    stream_verify_findings, failed_task (name, msg), diagnosis_only, now (epoch seconds).
+    Any of them may be missing or None."""
+    pipeline = _mapping(facts.get("pipeline"))
+    stages = [_mapping(s) for s in _list(pipeline.get("stages"))]
+    mode = facts.get("preflight_mode") or "UNKNOWN"
+    check_mode = bool(facts.get("check_mode"))
+    diagnosis_only = bool(facts.get("diagnosis_only"))
+    changes_allowed = bool(facts.get("preflight_changes_allowed")) and not check_mode and not diagnosis_only
+    run_id = facts.get("preflight_run_id")
+    started = run_started_at(run_id)
+    now = facts.get("now")
+    finished = datetime.fromtimestamp(float(now), tz=UTC) if now is not None else None
+
+    restart_results = [_mapping(r) for r in _list(facts.get("service_restart_results"))]
+    restarted_units = [r.get("unit") for r in restart_results if r.get("restarted")]
+    failed_units = [r.get("unit") for r in restart_results if r.get("failed")]
+    planned_units = _list(facts.get("service_restart_units"))
+    recovery = _mapping(facts.get("consumer_recovery_results"))
+    per_stage = [
+        _stage_recovery(
+            stage, _mapping(recovery.get(stage.get("name"))), stage.get("unit") in restarted_units
+        )
+        for stage in stages
+        if stage.get("input_stream")
+    ]
+    governor = _governor(facts.get("governor_result"), pipeline, changes_allowed)
+    verify_ok = facts.get("stream_verify_ok")
+    failed_task = _mapping(facts.get("failed_task"))
+
+    done = [name for name, fact in STEPS if _given(facts.get(fact))]
+    not_done = [name for name, fact in STEPS if not _given(facts.get(fact))]
+    if diagnosis_only:
+        not_done = [n for n in not_done if n in ("preflight", "evidence before")]
+
+    if failed_task:
+        outcome = "FAILED"
+    elif diagnosis_only:
+        outcome = "DIAGNOSED"
+    elif check_mode:
+        outcome = "PLAN (check mode)"
+    elif not changes_allowed:
+        outcome = f"PLAN ONLY ({mode})"
+    elif verify_ok is True:
+        outcome = "HEALED"
+    elif verify_ok is False:
+        outcome = "NOT HEALED"
+    else:
+        outcome = "INCOMPLETE"
+
+    plan: list[str] = []
+    if not changes_allowed and not diagnosis_only:
+        for line in _list(facts.get("consumer_recovery_lines")):
+            plan.append(f"consumers: {line}")
+        if governor and governor["reset_planned"]:
+            plan.append(
+                f"governor: reset {governor['key']} count {governor['count_before']} -> "
+                f"{governor['count_after']} (limit {governor['limit']})"
+            )
+        if planned_units:
+            plan.append(f"restart, downstream first: {', '.join(map(str, planned_units))}")
+        if not plan:
+            plan.append("nothing: no stage needed a change")
+
+    evidence_dir = facts.get("evidence_dir")
+    return {
+        "run_id": run_id,
+        "host": facts.get("inventory_hostname"),
+        "pipeline": pipeline.get("name"),
+        "mode": mode,
+        "mode_reason": facts.get("preflight_mode_reason"),
+        "changes_allowed": changes_allowed,
+        "check_mode": check_mode,
+        "diagnosis_only": diagnosis_only,
+        "outcome": outcome,
+        "failed_task": dict(failed_task) or None,
+        "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ") if started else None,
+        "finished_at": finished.strftime("%Y-%m-%dT%H:%M:%SZ") if finished else None,
+        "duration_s": int((finished - started).total_seconds()) if started and finished else None,
+        "stop_point": _mapping(facts.get("evidence_stop_point")) or None,
+        "stop_point_after": _mapping(facts.get("evidence_after_stop_point")) or None,
+        "layers": _mapping(facts.get("evidence_layers")) or None,
+        "verdicts_before": _verdict_names(facts.get("evidence_verdicts")),
+        "verdicts_after": _verdict_names(
+            facts.get("stream_verify_verdicts") or facts.get("evidence_after_verdicts")
+        ),
+        "recovery": per_stage,
+        "governor": governor,
+        "units_restarted": restarted_units,
+        "units_failed": failed_units,
+        "units_planned": planned_units,
+        "restart_stages": _list(facts.get("consumer_recovery_restart_stages")),
+        "backup_files": len(_list(facts.get("unit_backup_files"))),
+        "verification": {
+            "ok": verify_ok,
+            "findings": _list(facts.get("stream_verify_findings")),
+        },
+        "figures": _figures(facts.get("evidence_before"), facts.get("evidence_after"), pipeline),
+        "plan": plan,
+        "steps_done": done,
+        "steps_not_done": not_done,
+        "evidence_dir": evidence_dir,
+        "rollback_command": (
+            f"ansible-playbook playbooks/rollback.yml -e rollback_run_id={run_id}"
+            if run_id and _list(facts.get("unit_backup_files"))
+            else None
+        ),
+    }
+
+
+class FilterModule:
+    """The run's report."""
+
+    def filters(self) -> dict[str, Any]:
+        return {"run_summary": run_summary}
