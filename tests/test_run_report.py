@@ -99,6 +99,7 @@ def _healed_facts() -> dict:
         ],
         "stream_verify_ok": True,
         "stream_verify_verdicts": {"router": {"verdict": "OK"}},
+        "evidence_after_verdicts": {"router": {"verdict": "OK"}},
         "now": datetime(2026, 1, 17, 10, 17, 34, tzinfo=UTC).timestamp() + 600,
     }
 
