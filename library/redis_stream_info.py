@@ -601,10 +601,15 @@ def main() -> None:
     )
     params = module.params
     pipeline = params["pipeline"]
+    pipeline_redis = pipeline.get("redis") if pipeline else None
+    # Validated even when `connection` wins: that also masks its password, which would
+    # otherwise be echoed in the module's invocation.
+    pipeline_connection = None
+    if pipeline_redis is not None:
+        pipeline_connection = validate_connection(module, pipeline_redis, "pipeline.redis")
     connection = params["connection"]
     if connection is None:
-        raw = pipeline.get("redis") if pipeline else None
-        connection = validate_connection(module, raw, "pipeline.redis" if raw is not None else "connection")
+        connection = pipeline_connection or validate_connection(module, {}, "connection")
 
     scan_limit = params["pending_scan_limit"]
     if not 1 <= scan_limit <= MAX_PENDING_SCAN_LIMIT:

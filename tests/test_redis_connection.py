@@ -190,6 +190,7 @@ def test_right_password_works_and_is_never_shown(auth_server):
 
 def test_wrong_password_in_pipeline_redis_is_masked_too(auth_server):
     """pipeline.redis is not the `connection` option: its password must be masked all the same."""
+    auth_server.client(password=PASSWORD).xadd(STREAM, {"decision": "BUY"})
     pipeline = {
         "name": "t",
         "redis": {**auth_server.connection, "password": PASSWORD + "-stale"},
@@ -201,6 +202,19 @@ def test_wrong_password_in_pipeline_redis_is_masked_too(auth_server):
     pipeline["redis"]["password"] = PASSWORD
     result = run_ansible_module("redis_stream_info", {"pipeline": pipeline})
     assert result["streams"][STREAM]["exists"] is True
+    assert PASSWORD not in json.dumps(result)
+
+
+def test_pipeline_redis_password_is_masked_when_connection_wins(redis_server, redis_client):
+    redis_client.xadd(STREAM, {"decision": "BUY"})
+    pipeline = {
+        "redis": {"host": "127.0.0.1", "port": 1, "password": PASSWORD},
+        "stages": [{"name": "ai_engine", "unit": "u", "output_stream": STREAM}],
+    }
+    result = run_ansible_module(
+        "redis_stream_info", {"connection": redis_server.connection, "pipeline": pipeline}
+    )
+    assert result["streams"][STREAM]["length"] == 1
     assert PASSWORD not in json.dumps(result)
 
 

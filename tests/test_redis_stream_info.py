@@ -4,6 +4,7 @@ facts every verdict is computed from, on states built the way the incident built
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from pathlib import Path
 
@@ -315,3 +316,46 @@ def test_check_mode_reports_the_same_and_changes_nothing(redis_server, redis_cli
         return result["streams"][DECISIONS]["groups"]["router"]["consumers"]["router-1"]["idle_ms"]
 
     assert idle(normal) > idle(checked)
+
+
+def monitored(server: RedisServer, action) -> list[str]:
+    """Every command the server receives while `action` runs (MONITOR), as text."""
+    commands: list[str] = []
+    done = "stream-info-test-done"
+    with server.client().monitor() as monitor:
+
+        def collect() -> None:
+            for event in monitor.listen():
+                if done in event["command"]:
+                    return
+                commands.append(event["command"])
+
+        reader = threading.Thread(target=collect, daemon=True)
+        reader.start()
+        time.sleep(0.1)  # MONITOR is on before the module starts
+        action()
+        server.client().echo(done)
+        reader.join(10)
+    return commands
+
+
+def test_every_call_is_bounded_and_read_only(redis_server, redis_client):
+    """A 3000-entry PEL is read with one XPENDING range for its consumer, COUNT
+    pending_scan_limit + 1; never an IDLE scan of the whole PEL, never a write."""
+    redis_client.xgroup_create(INTENTS, "execution", id="$", mkstream=True)
+    pipe = redis_client.pipeline(transaction=False)
+    for n in range(3000):
+        pipe.xadd(INTENTS, {"intent": str(n)})
+    pipe.execute()
+    redis_client.xreadgroup("execution", "execution-1", {INTENTS: ">"})
+    results: list[dict] = []
+
+    commands = monitored(redis_server, lambda: results.append(info(redis_server, [{"stream": INTENTS}])))
+
+    consumer = results[0]["streams"][INTENTS]["groups"]["execution"]["consumers"]["execution-1"]
+    assert consumer["pending"] == 3000
+    assert (consumer["max_delivery_count"], consumer["max_delivery_count_exact"]) == (1, False)
+    xpending = [c for c in commands if c.upper().startswith("XPENDING")]
+    assert xpending == [f"XPENDING {INTENTS} execution - + 1001 execution-1"]
+    names = {c.split()[0].upper() for c in commands}
+    assert names <= {"HELLO", "PING", "CLIENT", "TIME", "INFO", "TYPE", "XINFO", "XPENDING"}, names
