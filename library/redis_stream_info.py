@@ -433,6 +433,11 @@ def is_error(reply: Any, prefix: str = "") -> bool:
     return isinstance(reply, Exception) and str(reply).startswith(prefix)
 
 
+def is_no_such_key(reply: Any) -> bool:
+    # redis-py strips the "ERR " of "ERR no such key"; older versions did not.
+    return isinstance(reply, Exception) and str(reply).removeprefix("ERR ") == "no such key"
+
+
 class StreamInfo:
     """Collects the facts in three pipelined rounds: streams and groups, then consumers, then
     each consumer's bounded pending range. Later rounds only ask about what earlier ones found."""
@@ -479,7 +484,7 @@ class StreamInfo:
         if kind not in ("stream", "none") or is_error(info, "WRONGTYPE"):
             raise WrongType(f"Key {stream!r} is a {kind}, not a stream: check the stream names asked for.")
         # "no such key" also covers a stream deleted between TYPE and XINFO.
-        if kind == "none" or is_error(info, "ERR no such key"):
+        if kind == "none" or is_no_such_key(info):
             return missing_stream(groups)
         for reply in (info, group_list):
             if isinstance(reply, Exception):
@@ -547,7 +552,7 @@ class StreamInfo:
     def _vanished(self, stream: str, group: str, reply: Any) -> bool:
         """True when the group (or its stream) was deleted since the first round: it is then
         reported as missing, like a group that never existed."""
-        if is_error(reply, "NOGROUP") or is_error(reply, "ERR no such key"):
+        if is_error(reply, "NOGROUP") or is_no_such_key(reply):
             self.streams[stream]["groups"][group] = missing_group()
             return True
         if isinstance(reply, Exception):

@@ -4,10 +4,12 @@ facts every verdict is computed from, on states built the way the incident built
 from __future__ import annotations
 
 import copy
+import importlib.util
 import threading
 import time
 from pathlib import Path
 
+import ansible.module_utils
 import pytest
 import redis
 import yaml
@@ -359,3 +361,87 @@ def test_every_call_is_bounded_and_read_only(redis_server, redis_client):
     assert xpending == [f"XPENDING {INTENTS} execution - + 1001 execution-1"]
     names = {c.split()[0].upper() for c in commands}
     assert names <= {"HELLO", "PING", "CLIENT", "TIME", "INFO", "TYPE", "XINFO", "XPENDING"}, names
+
+
+# --- direct calls: races between the rounds, which `ansible` runs cannot time -----------------
+
+
+def load_stream_info_module():
+    """library/redis_stream_info.py imported directly; its `ansible.module_utils.redis_connection`
+    import is resolved the way Ansible resolves it, from our module_utils directory."""
+    if str(PROJECT_ROOT / "module_utils") not in ansible.module_utils.__path__:
+        ansible.module_utils.__path__.append(str(PROJECT_ROOT / "module_utils"))
+    spec = importlib.util.spec_from_file_location(
+        "redis_stream_info_under_test", PROJECT_ROOT / "library" / "redis_stream_info.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+rsi = load_stream_info_module()
+
+
+@pytest.fixture
+def stalled_execution(redis_client: redis.Redis) -> redis.Redis:
+    redis_client.xgroup_create(INTENTS, "execution", id="$", mkstream=True)
+    for n in range(3):
+        redis_client.xadd(INTENTS, {"intent": str(n)})
+    redis_client.xreadgroup("execution", "execution-1", {INTENTS: ">"})
+    return redis_client
+
+
+def collect_with(client: redis.Redis, before_round: str, action) -> object:
+    """StreamInfo with `action` run just before one of its rounds."""
+
+    class Raced(rsi.StreamInfo):
+        pass
+
+    original = getattr(rsi.StreamInfo, before_round)
+
+    def raced(self):
+        action()
+        original(self)
+
+    setattr(Raced, before_round, raced)
+    info = Raced(client, {INTENTS: None}, 1000)
+    info.collect()
+    return info
+
+
+def test_group_deleted_between_rounds_is_reported_missing(stalled_execution):
+    client = stalled_execution
+    info = collect_with(client, "_consumers", lambda: client.xgroup_destroy(INTENTS, "execution"))
+    assert info.streams[INTENTS]["groups"]["execution"]["exists"] is False
+    assert info.missing == [f"{INTENTS}/execution"]
+
+
+def test_stream_deleted_before_the_pending_round_is_reported_missing(stalled_execution):
+    client = stalled_execution
+    info = collect_with(client, "_pending_ranges", lambda: client.delete(INTENTS))
+    assert info.streams[INTENTS]["groups"]["execution"]["exists"] is False
+    assert info.missing == [f"{INTENTS}/execution"]
+
+
+def test_entries_acknowledged_before_the_pending_round(stalled_execution):
+    client = stalled_execution
+
+    def ack_all() -> None:
+        ids = [entry["message_id"] for entry in client.xpending_range(INTENTS, "execution", "-", "+", 10)]
+        client.xack(INTENTS, "execution", *ids)
+
+    info = collect_with(client, "_pending_ranges", ack_all)
+    consumer = info.streams[INTENTS]["groups"]["execution"]["consumers"]["execution-1"]
+    assert consumer["pending"] == 3  # as XINFO CONSUMERS said a moment before
+    assert (consumer["oldest_pending_id"], consumer["max_delivery_count"]) == (None, 0)
+
+
+def test_stream_deleted_between_type_and_xinfo_is_missing(redis_client):
+    """The reply Redis and redis-py really give for XINFO STREAM on an absent key."""
+    pipe = redis_client.pipeline(transaction=False)
+    pipe.xinfo_stream("absent")
+    pipe.xinfo_groups("absent")
+    info_error, groups_error = pipe.execute(raise_on_error=False)
+    info = rsi.StreamInfo(redis_client, {}, 1000)
+    state = info._stream("absent", ["g"], "stream", info_error, groups_error)
+    assert state == rsi.missing_stream(["g"])
