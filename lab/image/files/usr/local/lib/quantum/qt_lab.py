@@ -27,6 +27,7 @@ import datetime
 import json
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -206,6 +207,11 @@ def cmd_configure(args: argparse.Namespace) -> None:
     LAB_ENV.write_text("\n".join(lines) + "\n")
     if not MODE_FILE.exists():
         write_mode("true")
+    # Host network: the port is shared with the host and every other container.
+    run("systemctl", "stop", REDIS_UNIT)
+    if not port_free(args.redis_port):
+        raise LabError(f"port {args.redis_port} is already in use on this host (the network is the "
+                       "host's): configure another port.")
     run("systemctl", "restart", REDIS_UNIT)
     if not wait_until(lambda: redis_up(), 15):
         raise LabError(f"Redis did not answer on 127.0.0.1:{args.redis_port} within 15 s: "
@@ -213,6 +219,17 @@ def cmd_configure(args: argparse.Namespace) -> None:
     units = [st.unit for st in stages()]
     run("systemctl", "restart", *units)
     print(f"configured: redis on 127.0.0.1:{args.redis_port}, restarted {', '.join(units)}")
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # REUSEADDR: connections of a Redis just stopped (TIME_WAIT) do not make it "in use".
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def redis_up() -> bool:
