@@ -291,15 +291,25 @@ def stage_advanced(stage: Mapping, before: Mapping, after: Mapping) -> dict:
 
 def demand_growth(before_verdicts: Mapping | None, pipeline: Mapping) -> bool:
     """Whether verification must see every stream grow. Not when the producer was quiet and
-    not blocked before the run (OK and its output did not grow): a quiet pipeline is
-    healthy, and nothing new will flow. Without prior verdicts, growth is demanded."""
+    not blocked before the run (OK and its output did not grow), or held by a governor
+    exactly at its limit (policy, not a fault): a quiet pipeline is healthy, and nothing new
+    will flow. Without prior verdicts, growth is demanded."""
     producer = next((s for s in _stages(pipeline) if not s.get("input_stream")), None)
     if producer is None or not before_verdicts:
         return True
     verdict = _mapping(_mapping(before_verdicts).get(producer.get("name")))
     if not verdict:
         return True
-    return not (verdict.get("verdict") == "OK" and not verdict.get("output_grew"))
+    if verdict.get("verdict") == "OK" and not verdict.get("output_grew"):
+        return False
+    return not _legitimately_blocked(verdict)
+
+
+def _legitimately_blocked(verdict: Mapping) -> bool:
+    """BLOCKED by a governor exactly at its limit: policy, not a fault to fix."""
+    governor = _mapping(verdict.get("governor"))
+    at_limit = bool(governor.get("at_limit")) and not governor.get("over_limit")
+    return verdict.get("verdict") == "BLOCKED" and at_limit
 
 
 def verify_findings(
@@ -311,7 +321,8 @@ def verify_findings(
 ) -> list[dict]:
     """What verification found wrong over its window, one `{stage, problem}` per finding,
     in pipeline order; an empty list means the pipeline flows. Per stage: the verdict is
-    OK (or LAGGING with a shrinking lag: a backlog being drained); its output stream grew
+    OK (or LAGGING with a shrinking lag: a backlog being drained; or BLOCKED by a governor
+    exactly at its limit, which is policy); its output stream grew
     (when `growth_required`); for a consumer stage its group's lag and PEL did not grow, no
     dead consumer holds entries, and its live consumer's oldest pending entry did not stay
     the same across the window."""
@@ -320,7 +331,9 @@ def verify_findings(
         name = stage.get("name")
         verdict = _mapping(_mapping(verdicts).get(name))
         problems: list[str] = []
-        if verdict.get("verdict") not in (None, "OK") and not _draining(verdict):
+        if verdict.get("verdict") not in (None, "OK") and not (
+            _draining(verdict) or _legitimately_blocked(verdict)
+        ):
             problems.append(f"{verdict.get('verdict')}: {verdict.get('reason')}")
         output = stage.get("output_stream")
         if growth_required and not _stream_grew(_stream(before, output), _stream(after, output)):
