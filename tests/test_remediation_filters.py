@@ -1,0 +1,432 @@
+"""Unit tests of filter_plugins/remediation.py: pure functions on dicts shaped like
+`redis_stream_info` results and `stage_verdicts` (docs/interfaces.md); no Redis needed."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT / "filter_plugins"))
+
+import remediation as rm  # noqa: E402
+import stream_health as sh  # noqa: E402
+
+PIPELINE = yaml.safe_load(
+    (PROJECT_ROOT / "inventory/testnet/group_vars/all/pipeline.yml").read_text()
+)["pipeline"]
+DECISION = "quantum:stream:ai.decision"
+INTENT = "quantum:stream:trade.intent"
+RESULT = "quantum:stream:trade.result"
+T0 = 1_790_000_000_000
+HOUR = 3_600_000
+
+
+def consumer(pending=0, idle=100, oldest=None, age=None):
+    return {
+        "pending": pending,
+        "idle_ms": idle,
+        "inactive_ms": None,
+        "oldest_pending_id": oldest,
+        "oldest_pending_age_ms": age,
+        "max_delivery_count": 1 if pending else 0,
+    }
+
+
+def group(consumers, entries_read=100, lag=0, last="1-0"):
+    return {
+        "exists": True,
+        "consumer_count": len(consumers),
+        "pending": sum(c["pending"] for c in consumers.values()),
+        "last_delivered_id": last,
+        "entries_read": entries_read,
+        "lag": lag,
+        "consumers": consumers,
+    }
+
+
+def stream(length, groups=None):
+    return {
+        "exists": True,
+        "length": length,
+        "first_entry_id": "1-0",
+        "last_entry_id": f"{T0 + length}-0",
+        "entries_added": length,
+        "groups": groups or {},
+    }
+
+
+def info(time_ms=T0, decision=100, intent=100, result=100, router=None, execution=None):
+    return {
+        "server": {"version": "7.0.15", "time_ms": time_ms},
+        "streams": {
+            DECISION: stream(decision, {"router": router or group({"router-1": consumer()})}),
+            INTENT: stream(intent, {"execution": execution or group({"execution-1": consumer()})}),
+            RESULT: stream(result),
+        },
+        "missing": [],
+    }
+
+
+def seed_incident():
+    """The seed: router-1 hung with 3 pending for 3.3 h, an orphan router-0 holding 3, a
+    leftover temporary consumer holding nothing."""
+    router = group(
+        {
+            "router-1": consumer(3, 11_776_068, f"{T0 - 3 * HOUR}-0", 3 * HOUR),
+            "router-0": consumer(3, 11_000_000, f"{T0 - 3 * HOUR}-1", 3 * HOUR),
+            "router-tmp": consumer(0, 9_000_000),
+        },
+        entries_read=10021,
+        lag=0,
+    )
+    return info(time_ms=T0, decision=10021, intent=10002, result=10005, router=router)
+
+
+def verdicts_for(before, after, governor=None):
+    return sh.stage_verdicts(before, after, PIPELINE, governor=governor)
+
+
+# ---------------------------------------------------------------------------------------
+# consumer_recovery_plan
+
+
+def test_plan_drains_orphans_and_retires_empty_leftovers_never_the_live_consumer():
+    before = seed_incident()
+    after = copy.deepcopy(before)
+    after["server"]["time_ms"] += 60_000
+    for c in after["streams"][DECISION]["groups"]["router"]["consumers"].values():
+        c["idle_ms"] += 60_000
+    plan = rm.consumer_recovery_plan(PIPELINE, after, verdicts_for(before, after), 60_000)
+    assert [p["stage"] for p in plan] == ["router"]
+    router = plan[0]
+    assert router["claim_to"] == "router-1"
+    assert router["consumers"] == ["router-0", "router-tmp"]
+    assert router["stream"] == DECISION and router["group"] == "router"
+    assert router["dead_letter"] is None
+    assert router["live_pending"] == 3
+    assert "drain router-0 (3 entries), router-tmp (0 entries) into router-1" in router["summary"]
+
+
+def test_plan_is_empty_on_a_healthy_pipeline():
+    healthy = info()
+    assert rm.consumer_recovery_plan(PIPELINE, healthy, verdicts_for(healthy, healthy), 60_000) == []
+
+
+def test_an_orphan_that_advanced_in_the_window_is_left_alone():
+    before = info(router=group({"router-1": consumer(), "router-2": consumer(5, 100_000)}))
+    after = info(time_ms=T0 + 60_000, router=group({"router-1": consumer(), "router-2": consumer(2, 50)}))
+    plan = rm.consumer_recovery_plan(PIPELINE, after, verdicts_for(before, after), 60_000)
+    assert plan == []
+
+
+def test_an_empty_consumer_idle_below_the_threshold_is_kept():
+    snapshot = info(router=group({"router-1": consumer(), "router-new": consumer(0, 5_000)}))
+    assert rm.consumer_recovery_plan(PIPELINE, snapshot, {}, 60_000) == []
+
+
+def test_without_verdicts_an_idle_holder_is_reclaimed_a_busy_one_not():
+    snapshot = info(
+        router=group({"router-1": consumer(), "old": consumer(2, 70_000), "busy": consumer(2, 10)})
+    )
+    plan = rm.consumer_recovery_plan(PIPELINE, snapshot, None, 60_000)
+    assert plan[0]["consumers"] == ["old"]
+
+
+def test_dead_letter_policy_lists_the_live_consumer_too():
+    pipeline = copy.deepcopy(PIPELINE)
+    policy = {"stream": "quantum:stream:trade.intent.dead", "max_age_ms": HOUR}
+    pipeline["stages"][2]["dead_letter"] = policy
+    snapshot = info(execution=group({"execution-1": consumer(2, 10, f"{T0 - 2 * HOUR}-0", 2 * HOUR)}))
+    plan = rm.consumer_recovery_plan(pipeline, snapshot, {}, 60_000)
+    assert plan == [
+        {
+            "stage": "execution",
+            "stream": INTENT,
+            "group": "execution",
+            "claim_to": "execution-1",
+            "consumers": ["execution-1"],
+            "dead_letter": policy,
+            "dead": [],
+            "summary": (
+                "execution: dead-letter to quantum:stream:trade.intent.dead what is too old or too "
+                "often delivered (also on execution-1)"
+            ),
+            "live_pending": 2,
+            "live_oldest_pending_age_ms": 2 * HOUR,
+        }
+    ]
+
+
+@pytest.mark.parametrize("bad", [-1, "soon", None])
+def test_plan_rejects_a_bad_threshold(bad):
+    with pytest.raises(Exception, match="min_idle_ms"):
+        rm.consumer_recovery_plan(PIPELINE, info(), {}, bad)
+
+
+# ---------------------------------------------------------------------------------------
+# consumer_recovery_restart_stages, consumer_recovery_summary
+
+
+def reclaim_result(moved=0, dead_lettered=0, live="router-1", live_dead_lettered=0):
+    consumers = {
+        "router-0": {"pending_before": moved, "moved": moved, "dead_lettered": dead_lettered,
+                     "deleted": 0, "retired": True, "retire_skipped_reason": None, "skipped_reason": None},
+    }
+    consumers[live] = {"pending_before": 3, "moved": 0, "dead_lettered": live_dead_lettered, "deleted": 0,
+                       "retired": False, "retire_skipped_reason": "claim_to is never retired",
+                       "skipped_reason": None}
+    return {
+        "changed": True,
+        "claim_to": live,
+        "consumers": consumers,
+        "totals": {"moved": moved, "dead_lettered": dead_lettered + live_dead_lettered, "deleted": 0,
+                   "retired": 1, "consumers_selected": 2},
+    }
+
+
+def test_restart_when_the_live_consumer_received_entries():
+    assert rm.consumer_recovery_restart_stages(PIPELINE, info(), {"router": reclaim_result(moved=3)}) == [
+        "router"
+    ]
+
+
+def test_restart_when_the_live_consumer_keeps_an_old_pel_to_replay():
+    snapshot = info(router=group({"router-1": consumer(3, 10, f"{T0 - HOUR}-0", HOUR)}))
+    assert rm.consumer_recovery_restart_stages(PIPELINE, snapshot, {}, {}, 60_000) == ["router"]
+
+
+def test_no_restart_for_entries_merely_in_flight():
+    snapshot = info(router=group({"router-1": consumer(1, 10, f"{T0 - 20}-0", 20)}))
+    assert rm.consumer_recovery_restart_stages(PIPELINE, snapshot, {}, {}, 60_000) == []
+
+
+def test_no_replay_when_the_policy_dead_lettered_the_whole_pel():
+    snapshot = info(router=group({"router-1": consumer(3, 10, f"{T0 - HOUR}-0", HOUR)}))
+    results = {"router": reclaim_result(live_dead_lettered=3)}
+    assert rm.consumer_recovery_restart_stages(PIPELINE, snapshot, results, {}, 60_000) == []
+
+
+def test_restart_for_a_stalled_or_stopped_verdict():
+    verdicts = {"execution": {"verdict": "STOPPED"}, "router": {"verdict": "LAGGING"}}
+    assert rm.consumer_recovery_restart_stages(PIPELINE, info(), {}, verdicts) == ["execution"]
+
+
+def test_summary_lines():
+    results = {"router": reclaim_result(moved=3), "execution": {"skipped": True}}
+    assert rm.consumer_recovery_summary(results) == [
+        "router: 3 entries moved to router-1, 0 dead-lettered, 0 already deleted from the stream, "
+        "retired: router-0"
+    ]
+    failed = {"router": {"failed": True, "msg": "Redis is down."}}
+    assert rm.consumer_recovery_summary(failed) == ["router: failed: Redis is down."]
+
+
+# ---------------------------------------------------------------------------------------
+# governor, restart selection
+
+
+def test_governed_stage():
+    assert rm.governed_stage(PIPELINE) == "ai_engine"
+    ungoverned = copy.deepcopy(PIPELINE)
+    ungoverned["stages"][0].pop("governed")
+    assert rm.governed_stage(ungoverned) is None
+
+
+def test_governor_summary():
+    reset = {
+        "reset": True,
+        "governor": {"key": "quantum:governor", "count": 10000, "limit": 200},
+        "before": {"count": 10000},
+        "after": {"count": 5},
+        "results_today": 5,
+    }
+    spec = PIPELINE["governor"]
+    assert rm.governor_summary(reset, spec) == (
+        "reset quantum:governor trades_today 10000 -> 5 (limit 200, 5 results today)"
+    )
+    assert rm.governor_summary(reset, spec, True).startswith("PLAN, nothing changed: would reset")
+    kept = {
+        "reset": False,
+        "governor": {"key": "g", "count": 150, "limit": 200},
+        "reset_skipped_reason": "ok",
+    }
+    assert rm.governor_summary(kept, spec) == "g left alone (trades_today=150, limit 200): ok"
+    assert rm.governor_summary({"skipped": True}, spec) == "no governor in the pipeline"
+
+
+def test_stages_to_restart_merges_without_duplicates():
+    verdicts = {"router": {"needs_restart": True}, "execution": {"needs_restart": False}}
+    assert rm.stages_to_restart(verdicts, ["router", "execution"], ["ai_engine"], None) == [
+        "router",
+        "execution",
+        "ai_engine",
+    ]
+    assert rm.stages_to_restart({}, []) == []
+
+
+def test_unit_stage():
+    assert rm.unit_stage(PIPELINE, "quantum-execution")["name"] == "execution"
+    assert rm.unit_stage(PIPELINE, "quantum-execution.service")["name"] == "execution"
+    assert rm.unit_stage(PIPELINE, "redis-server") == {}
+
+
+# ---------------------------------------------------------------------------------------
+# stage_advanced
+
+
+ROUTER = PIPELINE["stages"][1]
+ENGINE = PIPELINE["stages"][0]
+
+
+def test_advanced_when_entries_read_grows():
+    before = info(router=group({"router-1": consumer()}, entries_read=5))
+    after = info(time_ms=T0 + 2000, router=group({"router-1": consumer()}, entries_read=9))
+    expected = {"advanced": True, "how": "group router read 4 entries"}
+    assert rm.stage_advanced(ROUTER, before, after) == expected
+
+
+def test_advanced_when_the_pel_drains():
+    before = info(router=group({"router-1": consumer(3, 99_000)}))
+    after = info(time_ms=T0 + 2000, router=group({"router-1": consumer(0, 101_000)}))
+    assert rm.stage_advanced(ROUTER, before, after)["how"] == "router-1 acknowledged 3 pending entries"
+
+
+def test_advanced_when_the_consumer_is_seen_after_the_restart():
+    before = info(router=group({"router-1": consumer(0, 99_000)}))
+    after = info(time_ms=T0 + 2000, router=group({"router-1": consumer(0, 500)}))
+    assert rm.stage_advanced(ROUTER, before, after)["advanced"] is True
+
+
+def test_not_advanced_when_nothing_moved():
+    before = info(router=group({"router-1": consumer(3, 99_000)}))
+    after = info(time_ms=T0 + 2000, router=group({"router-1": consumer(3, 101_000)}))
+    assert rm.stage_advanced(ROUTER, before, after) == {
+        "advanced": False,
+        "how": "router-1 has not read since the restart",
+    }
+
+
+def test_consumer_joining_or_absent():
+    before = info(router=group({}))
+    joined = info(time_ms=T0 + 10, router=group({"router-1": consumer(0, 5)}))
+    assert rm.stage_advanced(ROUTER, before, joined)["how"] == "consumer router-1 joined group router"
+    assert rm.stage_advanced(ROUTER, joined, before)["advanced"] is False
+
+
+def test_producer_advances_when_its_output_grows():
+    assert rm.stage_advanced(ENGINE, info(decision=10), info(decision=12))["advanced"] is True
+    assert rm.stage_advanced(ENGINE, info(decision=10), info(decision=10))["advanced"] is False
+    assert rm.stage_advanced({}, info(), info())["how"] == "not a stage of the pipeline"
+
+
+# ---------------------------------------------------------------------------------------
+# demand_growth, verify_findings, verify_sentence
+
+
+def flowing(t, n):
+    """A healthy, busy pipeline at time t with n entries through every stage."""
+    return info(
+        time_ms=t,
+        decision=n,
+        intent=n,
+        result=n,
+        router=group({"router-1": consumer(0, 10)}, entries_read=n),
+        execution=group({"execution-1": consumer(0, 10)}, entries_read=n),
+    )
+
+
+def test_a_flowing_pipeline_passes():
+    before, after = flowing(T0, 100), flowing(T0 + 10_000, 120)
+    verdicts = verdicts_for(before, after)
+    assert rm.verify_findings(before, after, verdicts, PIPELINE, True) == []
+    assert rm.verify_sentence([]) == "every stage flows"
+
+
+def test_a_quiet_pipeline_passes_when_growth_is_not_demanded():
+    before, after = flowing(T0, 100), flowing(T0 + 10_000, 100)
+    verdicts = verdicts_for(before, after)
+    assert rm.verify_findings(before, after, verdicts, PIPELINE, False) == []
+    findings = rm.verify_findings(before, after, verdicts, PIPELINE, True)
+    assert {f["problem"] for f in findings} == {f"{s} did not grow" for s in (DECISION, INTENT, RESULT)}
+
+
+def test_demand_growth_rule():
+    quiet = {"ai_engine": {"verdict": "OK", "output_grew": False}}
+    producing = {"ai_engine": {"verdict": "OK", "output_grew": True}}
+    blocked_over = {"ai_engine": {"verdict": "BLOCKED", "governor": {"over_limit": True, "at_limit": False}}}
+    blocked_at = {"ai_engine": {"verdict": "BLOCKED", "governor": {"over_limit": False, "at_limit": True}}}
+    assert rm.demand_growth(quiet, PIPELINE) is False
+    assert rm.demand_growth(producing, PIPELINE) is True
+    assert rm.demand_growth(blocked_over, PIPELINE) is True
+    assert rm.demand_growth(blocked_at, PIPELINE) is False
+    assert rm.demand_growth({}, PIPELINE) is True
+    assert rm.demand_growth({"ai_engine": {"verdict": "STOPPED"}}, PIPELINE) is True
+
+
+def test_a_stalled_stage_with_an_orphan_fails_naming_the_stage():
+    before = seed_incident()
+    after = copy.deepcopy(before)
+    after["server"]["time_ms"] += 60_000
+    for c in after["streams"][DECISION]["groups"]["router"]["consumers"].values():
+        c["idle_ms"] += 60_000
+    verdicts = verdicts_for(before, after)
+    findings = rm.verify_findings(before, after, verdicts, PIPELINE, True)
+    router = [f["problem"] for f in findings if f["stage"] == "router"]
+    assert router[0].startswith("STALLED: ")
+    assert "consumer router-0 (not the live router-1) still holds 3 entries" in router
+    oldest = f"{T0 - 3 * HOUR}-0"
+    assert f"router-1's oldest pending entry {oldest} was not acknowledged during the window" in router
+    sentence = rm.verify_sentence(findings)
+    assert sentence.startswith("stage ai_engine: quantum:stream:ai.decision did not grow")
+    assert sentence.endswith("(also: execution, router)")
+
+
+def test_a_draining_backlog_is_recovery_not_failure():
+    before = flowing(T0, 100)
+    before["streams"][DECISION]["groups"]["router"]["lag"] = 500
+    after = flowing(T0 + 10_000, 120)
+    after["streams"][DECISION]["groups"]["router"]["lag"] = 300
+    verdicts = verdicts_for(before, after)
+    assert verdicts["router"]["verdict"] == "LAGGING"
+    assert rm.verify_findings(before, after, verdicts, PIPELINE, True) == []
+
+
+def test_a_growing_lag_fails():
+    before = flowing(T0, 100)
+    before["streams"][DECISION]["groups"]["router"]["lag"] = 10
+    after = flowing(T0 + 10_000, 120)
+    after["streams"][DECISION]["groups"]["router"]["lag"] = 30
+    findings = rm.verify_findings(before, after, verdicts_for(before, after), PIPELINE, True)
+    assert {"stage": "router", "problem": "group router's lag grew from 10 to 30"} in findings
+
+
+def test_a_governor_legitimately_at_its_limit_is_not_a_failure():
+    before, after = flowing(T0, 100), flowing(T0 + 10_000, 100)
+    governor = {
+        "exists": True,
+        "count": 200,
+        "limit": 200,
+        "over_limit": False,
+        "at_limit": True,
+        "blocked": True,
+    }
+    verdicts = verdicts_for(before, after, governor)
+    assert verdicts["ai_engine"]["verdict"] == "BLOCKED"
+    assert rm.verify_findings(before, after, verdicts, PIPELINE, False) == []
+    over = dict(governor, count=10000, over_limit=True, at_limit=False)
+    findings = rm.verify_findings(before, after, verdicts_for(before, after, over), PIPELINE, False)
+    assert findings[0]["stage"] == "ai_engine"
+    assert findings[0]["problem"].startswith("BLOCKED: ")
+
+
+def test_a_missing_group_fails():
+    before = flowing(T0, 100)
+    after = flowing(T0 + 10_000, 120)
+    after["streams"][INTENT]["groups"]["execution"] = {"exists": False}
+    findings = rm.verify_findings(before, after, verdicts_for(before, after), PIPELINE, True)
+    assert {"stage": "execution", "problem": f"group execution does not exist on {INTENT}"} in findings
