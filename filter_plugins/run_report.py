@@ -39,8 +39,9 @@ def _int(value: Any) -> int | None:
 
 
 def _given(value: Any) -> bool:
-    """Whether a fact was set by its step: Jinja's default(none) and empty results are not."""
-    return value is not None and value != "" and value != {}
+    """Whether a fact was set by its step (the report passes default(none) for a step that
+    did not run; an empty result of a step that ran, such as no stage to reclaim, counts)."""
+    return value is not None and value != ""
 
 
 def run_started_at(run_id: Any) -> datetime | None:
@@ -240,7 +241,7 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
         "evidence_dir": evidence_dir,
         "rollback_command": (
             f"ansible-playbook playbooks/rollback.yml -e rollback_run_id={run_id}"
-            if run_id and _list(facts.get("unit_backup_files"))
+            if run_id and changes_allowed and _list(facts.get("unit_backup_files"))
             else None
         ),
     }

@@ -140,6 +140,8 @@ def test_live_run_prints_the_plan_and_changes_nothing() -> None:
     ]
     router = next(s for s in summary["recovery"] if s["stage"] == "router")
     assert router["replayed"] == 0 and router["waiting_for_restart"] == 5
+    # Nothing was changed: there is nothing to roll back.
+    assert summary["rollback_command"] is None
 
 
 def test_a_run_that_failed_in_preflight_reports_what_was_not_done() -> None:
@@ -161,6 +163,12 @@ def test_a_run_that_failed_in_preflight_reports_what_was_not_done() -> None:
     assert "consumer recovery" in summary["steps_not_done"]
     assert summary["rollback_command"] is None
     assert summary["figures"][0] == {"what": "d length", "before": None, "after": None}
+
+
+def test_a_step_that_ran_and_found_nothing_is_done() -> None:
+    facts = _healed_facts()
+    facts["consumer_recovery_results"] = {}
+    assert "consumer recovery" in run_summary(facts)["steps_done"]
 
 
 def test_nothing_at_all() -> None:
