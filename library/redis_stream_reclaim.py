@@ -247,7 +247,8 @@ consumers:
       description: Why it was not (or no longer) touched; null when it was processed fully.
       type: str
     ids:
-      description: Ids of the entries moved or dead-lettered, in PEL order, at most O(plan_id_cap).
+      description: Ids of the entries moved or dead-lettered, at most O(plan_id_cap), in the same
+        order in check mode and in a real run.
       type: list
       elements: str
     deleted_ids:

@@ -123,39 +123,99 @@ if me == nil then return {'absent', ''} end
 if now - me.idle > guard + tolerance then return {'active', me.idle} end
 
 local pel = call('XPENDING', stream, group, cursor, '+', batch, consumer)
+local n_pel = #pel
 local moved, dead, deleted = 0, 0, 0
-local ids, deleted_ids = {}, {}
-local to_move = {}
-local action = {}  -- per PEL position: 'm' move, 'd' dead-letter, 'x' deleted, nil stays
+local ids, n_ids, deleted_ids, n_deleted_ids = {}, 0, {}, 0
 
-local function exists(id)
-  return #call('XRANGE', stream, id, id) > 0
+local function note_deleted(id)
+  deleted = deleted + 1
+  if n_deleted_ids < deleted_wanted then
+    n_deleted_ids = n_deleted_ids + 1
+    deleted_ids[n_deleted_ids] = id
+  end
 end
 
-local origin_args = {'origin_stream', stream, 'origin_group', group, 'origin_consumer', consumer}
-
-for i, e in ipairs(pel) do
-  local id, deliveries = e[1], tonumber(e[4])
-  local age = nil
-  if max_age >= 0 then
-    age = now - tonumber(string.match(id, '^(%d+)'))
+local function note_id(id)
+  if n_ids < ids_wanted then
+    n_ids = n_ids + 1
+    ids[n_ids] = id
   end
-  if (max_age >= 0 and age > max_age) or (max_deliveries >= 0 and deliveries > max_deliveries) then
+end
+
+-- XCLAIM arguments, filled as the PEL is walked and sent every __CHUNK__ ids. This is the hot
+-- path (a million entries per run is expected): no per-entry table beyond what XPENDING gives.
+local claim, n_claim = {stream, group, claim_to, 0}, 4
+
+local function flush()
+  local count = n_claim - 4
+  if count == 0 then return end
+  local gone = nil
+  if dry or verify then
+    -- Dry run: nothing may change, so look each entry up. verify: this server's XCLAIM would
+    -- claim a deleted entry, so acknowledge those first (nothing is left to deliver).
+    for j = 5, n_claim do
+      local id = claim[j]
+      if #call('XRANGE', stream, id, id) == 0 then
+        gone = gone or {}
+        gone[id] = true
+        if not dry then call('XACK', stream, group, id) end
+      end
+    end
+  end
+  if dry then
+    local n_gone = 0
+    if gone then for _ in pairs(gone) do n_gone = n_gone + 1 end end
+    moved = moved + count - n_gone
+  else
+    claim[n_claim + 1] = 'JUSTID'
+    local got = call('XCLAIM', unpack(claim, 1, n_claim + 1))
+    moved = moved + #got
+    if #got ~= count then
+      -- Redis >= 7.0 drops entries deleted from the stream out of the PEL instead of
+      -- claiming them (and acknowledged ones are ignored): name them, never lose the count.
+      gone = {}
+      for j = 5, n_claim do gone[claim[j]] = true end
+      for _, id in ipairs(got) do gone[id] = nil end
+    end
+  end
+  if gone then
+    for j = 5, n_claim do
+      if gone[claim[j]] then note_deleted(claim[j]) end
+    end
+  end
+  for j = 5, n_claim do
+    if n_ids >= ids_wanted then break end
+    if not (gone and gone[claim[j]]) then note_id(claim[j]) end
+  end
+  n_claim = 4
+end
+
+local policy = max_age >= 0 or max_deliveries >= 0
+local move = claim_to ~= ''
+local origin = {'origin_stream', stream, 'origin_group', group, 'origin_consumer', consumer}
+
+for i = 1, n_pel do
+  local e = pel[i]
+  local id = e[1]
+  local dead_letter_it = false
+  local age, deliveries = nil, nil
+  if policy then
+    deliveries = tonumber(e[4])
+    age = now - tonumber(string.match(id, '^(%d+)'))
+    dead_letter_it = (max_age >= 0 and age > max_age) or (max_deliveries >= 0 and deliveries > max_deliveries)
+  end
+  if dead_letter_it then
     local entry = call('XRANGE', stream, id, id)
     if #entry == 0 then
-      action[i] = 'x'
-      deleted = deleted + 1
       if not dry then call('XACK', stream, group, id) end
+      note_deleted(id)
     else
-      action[i] = 'd'
-      dead = dead + 1
       if not dry then
-        if age == nil then age = now - tonumber(string.match(id, '^(%d+)')) end
         -- The entry's own fields first, then its origin: a reader that turns the entry into
         -- a map sees our origin even if the entry itself carried origin_* fields.
         local args = {dl, '*'}
         for _, v in ipairs(entry[1][2]) do args[#args + 1] = v end
-        for _, v in ipairs(origin_args) do args[#args + 1] = v end
+        for _, v in ipairs(origin) do args[#args + 1] = v end
         args[#args + 1] = 'origin_id'; args[#args + 1] = id
         args[#args + 1] = 'delivery_count'; args[#args + 1] = tostring(deliveries)
         args[#args + 1] = 'age_ms'; args[#args + 1] = tostring(age)
@@ -163,66 +223,21 @@ for i, e in ipairs(pel) do
         -- Same script, so the copy and the acknowledgement are one atomic step.
         call('XACK', stream, group, id)
       end
+      dead = dead + 1
+      note_id(id)
     end
-  elseif claim_to ~= '' then
-    if (dry or verify) and not exists(id) then
-      action[i] = 'x'
-      deleted = deleted + 1
-      if not dry then call('XACK', stream, group, id) end
-    else
-      action[i] = 'm'
-      to_move[#to_move + 1] = id
-    end
+  elseif move then
+    n_claim = n_claim + 1
+    claim[n_claim] = id
+    if n_claim - 4 >= __CHUNK__ then flush() end
   end
 end
-
-if dry then
-  moved = #to_move
-elseif #to_move > 0 then
-  local gone = nil
-  for first = 1, #to_move, __CHUNK__ do
-    local last = math.min(first + __CHUNK__ - 1, #to_move)
-    local args = {stream, group, claim_to, 0}
-    for j = first, last do args[#args + 1] = to_move[j] end
-    args[#args + 1] = 'JUSTID'
-    local got = call('XCLAIM', unpack(args))
-    moved = moved + #got
-    if #got ~= last - first + 1 then
-      -- Redis >= 7.0 drops entries deleted from the stream out of the PEL instead of
-      -- claiming them: find which, so they are reported, not silently lost.
-      local claimed = {}
-      for _, id in ipairs(got) do claimed[id] = true end
-      gone = gone or {}
-      for j = first, last do
-        if not claimed[to_move[j]] then gone[to_move[j]] = true end
-      end
-    end
-  end
-  if gone then
-    for i, e in ipairs(pel) do
-      if gone[e[1]] then
-        action[i] = 'x'
-        deleted = deleted + 1
-      end
-    end
-  end
-end
-
--- Ids in PEL order, capped by what the caller still wants.
-for i, e in ipairs(pel) do
-  local a = action[i]
-  if a == 'x' then
-    if #deleted_ids < deleted_wanted then deleted_ids[#deleted_ids + 1] = e[1] end
-  elseif a then
-    if #ids < ids_wanted then ids[#ids + 1] = e[1] end
-  end
-  if #ids >= ids_wanted and #deleted_ids >= deleted_wanted then break end
-end
+flush()
 
 local next_cursor = cursor
-if #pel > 0 then next_cursor = '(' .. pel[#pel][1] end
+if n_pel > 0 then next_cursor = '(' .. pel[n_pel][1] end
 local done = 0
-if #pel < batch then done = 1 end
+if n_pel < batch then done = 1 end
 return {'ok', moved, dead, deleted, next_cursor, done, ids, deleted_ids}
 """
 

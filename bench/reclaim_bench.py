@@ -1,0 +1,344 @@
+#!/usr/bin/env python3
+"""Benchmark of redis_stream_reclaim against the server's own ceiling and the incident
+runbook's loop. Not a test: it prints figures (copy them into docs/benchmarks.md).
+
+It starts its own redis-server on a free loopback port, builds a PEL of --entries entries on
+one dead consumer, and, rebuilding the PEL before each measurement, reports:
+  - the module's core (in a subprocess: entries/s, peak RSS, tracemalloc peak, longest call),
+    for each --batch-sizes value;
+  - the module through the real `ansible` command (end to end, with ansible's start-up);
+  - one `XAUTOCLAIM key group c2 0 0 COUNT <entries> JUSTID` (the server's ceiling: one call
+    that blocks Redis for the whole move);
+  - a loop of `redis-cli XAUTOCLAIM ... COUNT 100` (what the incident runbook did), on a
+    sample, extrapolated.
+Server-side durations come from SLOWLOG, so they exclude the network and the client.
+
+    .venv/bin/python bench/reclaim_bench.py            # (make bench)
+    .venv/bin/python bench/reclaim_bench.py --entries 200000 --batch-sizes 1000,5000,10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STREAM = "bench:stream"
+GROUP = "g"
+DEAD = "dead"
+LIVE = "c2"
+
+# Builds the stream server-side: far faster than a million client round trips.
+FILL_SCRIPT = """
+for i = 1, tonumber(ARGV[1]) do
+  redis.call('XADD', KEYS[1], '*', 'symbol', 'BTCUSDT', 'side', 'BUY', 'qty', '0.001', 'n', i)
+end
+return 1
+"""
+# XREADGROUP by the dead consumer, in chunks, without shipping the entries to the client.
+READ_SCRIPT = """
+local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', tonumber(ARGV[3]),
+                     'STREAMS', KEYS[1], '>')
+if r then return #r[1][2] end
+return 0
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A redis-server of our own, stopped by the PID in its pidfile."""
+
+    def __init__(self) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="reclaim-bench-"))
+        self.port = free_port()
+        self.pidfile = self.workdir / "redis.pid"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+        subprocess.run(
+            [
+                binary, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+                "--appendonly", "no", "--dir", str(self.workdir), "--pidfile", str(self.pidfile),
+                "--daemonize", "yes", "--logfile", str(self.workdir / "redis.log"),
+            ],
+            check=True,
+        )  # fmt: skip
+        for _ in range(200):
+            try:
+                if self.client().ping():
+                    return
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, socket_timeout=600)
+
+    def stop(self) -> None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):
+            return
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(200):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def build_pel(client: redis.Redis, entries: int) -> float:
+    """A fresh stream of `entries` entries, all pending on DEAD; returns seconds taken."""
+    started = time.perf_counter()
+    client.delete(STREAM)
+    fill = client.register_script(FILL_SCRIPT)
+    read = client.register_script(READ_SCRIPT)
+    chunk = 100_000
+    for first in range(0, entries, chunk):
+        fill(keys=[STREAM], args=[min(chunk, entries - first)])
+    client.xgroup_create(STREAM, GROUP, id="0")
+    read_total = 0
+    while read_total < entries:
+        read_total += read(keys=[STREAM], args=[GROUP, DEAD, chunk])
+    # The guard treats a consumer seen in the last few ms as active.
+    time.sleep(0.05)
+    assert client.xpending(STREAM, GROUP)["pending"] == entries
+    return time.perf_counter() - started
+
+
+def reset_slowlog(client: redis.Redis) -> None:
+    client.config_set("slowlog-log-slower-than", 0)
+    client.config_set("slowlog-max-len", 100_000)
+    client.slowlog_reset()
+
+
+def slowlog_of(client: redis.Redis, command: str) -> list[dict[str, Any]]:
+    def name(entry: dict[str, Any]) -> str:
+        text = entry["command"]
+        return (text.decode(errors="replace") if isinstance(text, bytes) else str(text)).upper()
+
+    return [e for e in client.slowlog_get(100_000) if name(e).startswith(command)]
+
+
+def slowest(client: redis.Redis, command: str) -> tuple[float, int]:
+    """(longest server-side duration in ms, number of calls) of `command` since the reset."""
+    entries = slowlog_of(client, command)
+    longest = max((e["duration"] for e in entries), default=0) / 1000
+    return longest, len(entries)
+
+
+def server_total_ms(client: redis.Redis, command: str) -> float:
+    return sum(e["duration"] for e in slowlog_of(client, command)) / 1000
+
+
+def check_moved(client: redis.Redis, entries: int) -> None:
+    moved = {c["name"]: c["pending"] for c in client.xinfo_consumers(STREAM, GROUP)}
+    assert moved.get(LIVE) == entries and moved.get(DEAD, 0) == 0, moved
+
+
+# -- the module's core, in a subprocess so that its peak RSS is its own ----------------------
+
+WORKER = r"""
+import json, resource, sys, time, tracemalloc
+sys.path.insert(0, sys.argv[1])
+from reclaim_support import load_reclaim_module, run_reclaim
+import redis
+load_reclaim_module()  # imports (ansible, redis-py) are start-up, not reclaim time
+args = json.loads(sys.argv[2])
+client = redis.Redis(host="127.0.0.1", port=args["connection"]["port"], decode_responses=True)
+tracemalloc.start()
+started = time.perf_counter()
+result = run_reclaim(client, args)
+elapsed = time.perf_counter() - started
+_, peak = tracemalloc.get_traced_memory()
+print(json.dumps({
+    "elapsed_s": elapsed,
+    "moved": result["totals"]["moved"],
+    "calls": result["stats"]["calls"],
+    "longest_call_ms": result["stats"]["longest_call_ms"],
+    "tracemalloc_peak_mb": peak / 2**20,
+    "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+}))
+"""
+
+
+def module_args(port: int, batch_size: int) -> dict[str, Any]:
+    return {
+        "connection": {"host": "127.0.0.1", "port": port},
+        "stream": STREAM,
+        "group": GROUP,
+        "consumers": [DEAD],
+        "claim_to": LIVE,
+        "retire": True,
+        "batch_size": batch_size,
+    }
+
+
+def measure_module(server: Server, client: redis.Redis, entries: int, batch_size: int) -> dict[str, Any]:
+    build_pel(client, entries)
+    reset_slowlog(client)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            WORKER,
+            str(PROJECT_ROOT / "tests"),
+            json.dumps(module_args(server.port, batch_size)),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    figures = json.loads(proc.stdout)
+    figures["server_longest_ms"], figures["server_calls"] = slowest(client, "EVALSHA")
+    figures["server_busy_ms"] = server_total_ms(client, "EVALSHA")
+    figures["rate"] = entries / figures["elapsed_s"]
+    check_moved(client, entries)
+    return figures
+
+
+def measure_module_ansible(
+    server: Server, client: redis.Redis, entries: int, batch_size: int
+) -> dict[str, Any]:
+    build_pel(client, entries)
+    reset_slowlog(client)
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(PROJECT_ROOT / "ansible.cfg"),
+        ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+        ANSIBLE_LOCALHOST_WARNING="0",
+    )
+    cmd = [
+        str(Path(sys.executable).parent / "ansible"), "localhost", "-i", "localhost,", "-c", "local",
+        "-m", "redis_stream_reclaim", "-a", json.dumps(module_args(server.port, batch_size)),
+    ]  # fmt: skip
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=True)
+    elapsed = time.perf_counter() - started
+    result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    assert result["totals"]["moved"] == entries, result
+    longest, calls = slowest(client, "EVALSHA")
+    check_moved(client, entries)
+    return {
+        "elapsed_s": elapsed,
+        "rate": entries / elapsed,
+        "server_longest_ms": longest,
+        "server_calls": calls,
+    }
+
+
+def measure_xautoclaim(client: redis.Redis, entries: int) -> dict[str, Any]:
+    build_pel(client, entries)
+    reset_slowlog(client)
+    # redis-py's XAUTOCLAIM parser does not understand a JUSTID reply: take it raw.
+    client.set_response_callback("XAUTOCLAIM", lambda response, **options: response)
+    started = time.perf_counter()
+    reply = client.execute_command("XAUTOCLAIM", STREAM, GROUP, LIVE, 0, "0", "COUNT", entries, "JUSTID")
+    elapsed = time.perf_counter() - started
+    assert len(reply[1]) == entries
+    server_ms, _ = slowest(client, "XAUTOCLAIM")
+    check_moved(client, entries)
+    return {"elapsed_s": elapsed, "server_ms": server_ms, "rate": entries / (server_ms / 1000)}
+
+
+def measure_cli_loop(server: Server, client: redis.Redis, entries: int, sample: int) -> dict[str, Any]:
+    build_pel(client, entries)
+    cli = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+    cursor, claimed, calls = "0", 0, 0
+    started = time.perf_counter()
+    while claimed < sample:
+        out = subprocess.run(
+            [cli, "-h", "127.0.0.1", "-p", str(server.port), "XAUTOCLAIM", STREAM, GROUP, LIVE, "0", cursor,
+             "COUNT", "100", "JUSTID"],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()  # fmt: skip
+        cursor = out[0]
+        claimed += len(out) - 1
+        calls += 1
+    elapsed = time.perf_counter() - started
+    rate = claimed / elapsed
+    return {
+        "sample": claimed,
+        "calls": calls,
+        "elapsed_s": elapsed,
+        "rate": rate,
+        "projected_s": entries / rate,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--batch-sizes", default="5000", help="comma-separated module batch sizes")
+    parser.add_argument("--cli-sample", type=int, default=20_000)
+    parser.add_argument("--skip-ansible", action="store_true")
+    options = parser.parse_args()
+    batch_sizes = [int(b) for b in options.batch_sizes.split(",")]
+    entries = options.entries
+
+    server = Server()
+    server.start()
+    try:
+        client = server.client()
+        info = client.info("server")
+        print(f"redis {info['redis_version']} on 127.0.0.1:{server.port}, {os.cpu_count()} CPUs")
+        print(f"PEL of {entries} entries on one dead consumer")
+        print(f"PEL build: {build_pel(client, entries):.1f} s")
+
+        ceiling = measure_xautoclaim(client, entries)
+        print(
+            f"XAUTOCLAIM COUNT {entries} JUSTID, one call: {ceiling['rate']:,.0f} entries/s server-side "
+            f"({ceiling['server_ms']:.0f} ms blocking Redis; "
+            f"{ceiling['elapsed_s']:.2f} s wall with the reply)"
+        )
+        for batch_size in batch_sizes:
+            m = measure_module(server, client, entries, batch_size)
+            print(
+                f"module core, batch_size {batch_size}: {m['rate']:,.0f} entries/s "
+                f"({m['elapsed_s']:.2f} s, {m['rate'] / ceiling['rate']:.2f}x the ceiling); "
+                f"{m['server_calls']} EVALSHA, longest {m['server_longest_ms']:.1f} ms server-side "
+                f"({m['longest_call_ms']:.1f} ms seen by the client), "
+                f"server busy {m['server_busy_ms']:.0f} ms; "
+                f"peak RSS {m['maxrss_mb']:.1f} MB, tracemalloc peak {m['tracemalloc_peak_mb']:.2f} MB"
+            )
+        if not options.skip_ansible:
+            a = measure_module_ansible(server, client, entries, batch_sizes[0])
+            print(
+                f"module via ansible, batch_size {batch_sizes[0]}: {a['rate']:,.0f} entries/s end to end "
+                f"({a['elapsed_s']:.2f} s incl. ansible start-up); "
+                f"longest EVALSHA {a['server_longest_ms']:.1f} ms"
+            )
+        loop = measure_cli_loop(server, client, entries, options.cli_sample)
+        print(
+            f"redis-cli XAUTOCLAIM COUNT 100 loop: {loop['rate']:,.0f} entries/s "
+            f"({loop['sample']} entries in {loop['calls']} calls, {loop['elapsed_s']:.2f} s; "
+            f"{entries} would take {loop['projected_s']:.0f} s)"
+        )
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
