@@ -281,7 +281,7 @@ def stage_advanced(stage: Mapping, before: Mapping, after: Mapping) -> dict:
     )
     idle = _int(_mapping(consumer_after).get("idle_ms"))
     if idle is not None and idle < elapsed:
-        return {"advanced": True, "how": f"{live} read {idle} ms ago, after the restart"}
+        return {"advanced": True, "how": f"{live} was seen {idle} ms ago, after the restart"}
     return {"advanced": False, "how": f"{live} has not read since the restart"}
 
 
@@ -322,11 +322,15 @@ def verify_findings(
     """What verification found wrong over its window, one `{stage, problem}` per finding,
     in pipeline order; an empty list means the pipeline flows. Per stage: the verdict is
     OK (or LAGGING with a shrinking lag: a backlog being drained; or BLOCKED by a governor
-    exactly at its limit, which is policy); its output stream grew
-    (when `growth_required`); for a consumer stage its group's lag and PEL did not grow, no
-    dead consumer holds entries, and its live consumer's oldest pending entry did not stay
-    the same across the window."""
+    exactly at its limit, which is policy); its output stream grew (when `growth_required`
+    and no governor holds the producer at its limit now); for a consumer stage its group's
+    lag and PEL did not grow, no dead consumer holds entries, and its live consumer's oldest
+    pending entry did not stay the same across the window."""
     findings: list[dict] = []
+    if any(_legitimately_blocked(_mapping(v)) for v in _mapping(verdicts).values()):
+        # The governor holds the producer at its limit now: nothing new can flow; what
+        # already waits is still judged by the verdicts and the lag and PEL checks.
+        growth_required = False
     for stage in _stages(pipeline):
         name = stage.get("name")
         verdict = _mapping(_mapping(verdicts).get(name))
