@@ -16,8 +16,9 @@ Every fault leaves the system exactly as the real fault does (see lab/README.md)
   quiet | resume                        the AI engine pauses | produces again (healthy, idle)
   redis-down | redis-up                 stop | start the Redis unit
   break-unit STAGE | fix-unit STAGE     the unit's next start fails (bad ExecStart drop-in) | fixed
-  reset                                 a fresh healthy pipeline: faults undone, Redis flushed
+  reset [--no-wait]                     a fresh pipeline: faults undone, Redis flushed, flowing
   status [--json]                       streams, groups, consumers, units, governor, mode
+  watch [SECONDS]                       status --json twice, SECONDS apart ({before, after})
 """
 
 from __future__ import annotations
@@ -314,13 +315,23 @@ def cmd_orphan(args: argparse.Namespace) -> None:
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+    # A live consumer blocked on the stream is served first by Redis: pause it (unless it is
+    # already hung) while the orphan takes its entries, so the orphan gets exactly N.
+    pid = main_pid(st.unit)
+    paused = bool(pid) and process_state(pid) not in (None, "T")
+    if paused:
+        run("systemctl", "kill", "--signal=SIGSTOP", st.unit)
     taken: list[str] = []
-    deadline = time.monotonic() + args.timeout
-    while len(taken) < args.count and time.monotonic() < deadline:
-        response = r.xreadgroup(st.group, name, {st.input_stream: ">"}, count=args.count - len(taken),
-                                block=500)
-        for _stream, entries in response or []:
-            taken += [entry_id for entry_id, _ in entries]
+    try:
+        deadline = time.monotonic() + args.timeout
+        while len(taken) < args.count and time.monotonic() < deadline:
+            response = r.xreadgroup(st.group, name, {st.input_stream: ">"},
+                                    count=args.count - len(taken), block=500)
+            for _stream, entries in response or []:
+                taken += [entry_id for entry_id, _ in entries]
+    finally:
+        if paused:
+            run("systemctl", "kill", "--signal=SIGCONT", st.unit)
     if len(taken) < args.count:
         raise LabError(f"{name} took only {len(taken)} of {args.count} new entries of {st.input_stream} "
                        f"within {args.timeout:g} s (they stay pending): is the producer quiet or blocked?")
@@ -437,7 +448,7 @@ def cmd_fix_unit(args: argparse.Namespace) -> None:
     print(f"fixed {st.name}: {dropin_path(st)} removed (restart the unit to run it again)")
 
 
-def cmd_reset(_args: argparse.Namespace) -> None:
+def cmd_reset(args: argparse.Namespace) -> None:
     all_stages = stages()
     units = [st.unit for st in all_stages]
     run("systemctl", "stop", *units)
@@ -454,6 +465,8 @@ def cmd_reset(_args: argparse.Namespace) -> None:
     client().flushdb()
     run("systemctl", "start", *units)
     print("reset: faults undone, Redis flushed, " + ", ".join(units) + " started")
+    if args.wait:
+        cmd_wait_flow(argparse.Namespace(timeout=60))
 
 
 # -- status ------------------------------------------------------------------------------------
@@ -553,6 +566,14 @@ def print_status(s: dict) -> None:
                 print(f"      consumer {name:<12} pending {c['pending']:<5} idle {c['idle_ms'] / 1000:.1f} s")
 
 
+def cmd_watch(args: argparse.Namespace) -> None:
+    """The state twice, SECONDS apart, as JSON: what grew, what aged, what stayed flat."""
+    before = collect_status()
+    time.sleep(args.seconds)
+    print(json.dumps({"seconds": args.seconds, "before": before, "after": collect_status()},
+                     indent=2, sort_keys=True))
+
+
 def cmd_status(args: argparse.Namespace) -> None:
     s = collect_status()
     if args.json:
@@ -599,8 +620,11 @@ def parser() -> argparse.ArgumentParser:
     add("redis-up", cmd_redis_up, "start Redis")
     add("break-unit", cmd_break_unit, "the unit's next start fails").add_argument("stage")
     add("fix-unit", cmd_fix_unit, "undo break-unit").add_argument("stage")
-    add("reset", cmd_reset, "a fresh healthy pipeline (faults undone, Redis flushed)")
+    add("reset", cmd_reset, "a fresh flowing pipeline (faults undone, Redis flushed)").add_argument(
+        "--no-wait", dest="wait", action="store_false", help="do not wait until it flows")
     add("status", cmd_status, "the pipeline at a glance").add_argument("--json", action="store_true")
+    add("watch", cmd_watch, "status --json twice, SECONDS apart").add_argument(
+        "seconds", type=float, nargs="?", default=2)
     return p
 
 
