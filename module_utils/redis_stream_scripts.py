@@ -21,6 +21,10 @@ from typing import Any
 # 8000) overflows; XCLAIM id lists are sent in chunks of this size.
 UNPACK_CHUNK = 4000
 
+# A dead-lettered entry (XRANGE + XADD + XACK) costs about this many moved entries of server
+# time (bench/reclaim_bench.py); batches are cut by this weighted work, not by entry count.
+DEAD_LETTER_WEIGHT = 4
+
 # Clock slack, in ms, between TIME and XINFO's idle inside one script (they are read a few
 # microseconds apart and rounded to the ms). A consumer seen less than this long ago is
 # treated as active, so any interaction after selection is always detected.
@@ -194,6 +198,11 @@ local policy = max_age >= 0 or max_deliveries >= 0
 local move = claim_to ~= ''
 local origin = {'origin_stream', stream, 'origin_group', group, 'origin_consumer', consumer}
 
+-- Work done in this call, in "moved entry" units: a dead-lettered entry (XRANGE, XADD, XACK)
+-- costs about __DL_WEIGHT__ times a moved one, and the call stops once the batch's worth of work
+-- is done, so that a batch of dead-lettered entries stays as short as a batch of moves. The
+-- cut depends only on the PEL's contents: a dry run cuts where the real run will.
+local work, last = 0, n_pel
 for i = 1, n_pel do
   local e = pel[i]
   local id = e[1]
@@ -226,18 +235,24 @@ for i = 1, n_pel do
       dead = dead + 1
       note_id(id)
     end
+    work = work + __DL_WEIGHT__
   elseif move then
     n_claim = n_claim + 1
     claim[n_claim] = id
     if n_claim - 4 >= __CHUNK__ then flush() end
+    work = work + 1
+  end
+  if work >= batch and i < n_pel then
+    last = i
+    break
   end
 end
 flush()
 
 local next_cursor = cursor
-if n_pel > 0 then next_cursor = '(' .. pel[n_pel][1] end
+if last > 0 then next_cursor = '(' .. pel[last][1] end
 local done = 0
-if n_pel < batch then done = 1 end
+if last == n_pel and n_pel < batch then done = 1 end
 return {'ok', moved, dead, deleted, next_cursor, done, ids, deleted_ids}
 """
 
@@ -260,7 +275,9 @@ if now - me.idle > guard + tolerance then return {'active', me.idle} end
 local dropped = call('XGROUP', 'DELCONSUMER', stream, group, consumer)
 return {'retired', dropped}
 """
-BATCH_SCRIPT = BATCH_SCRIPT.replace("__CHUNK__", str(UNPACK_CHUNK))
+BATCH_SCRIPT = BATCH_SCRIPT.replace("__CHUNK__", str(UNPACK_CHUNK)).replace(
+    "__DL_WEIGHT__", str(DEAD_LETTER_WEIGHT)
+)
 
 # Status words the scripts return for a failed precondition, as sentences. Detail is the
 # key type where one applies.

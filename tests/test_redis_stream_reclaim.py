@@ -550,3 +550,21 @@ def test_guard_trips_on_xreadgroup_but_not_on_inspection(redis_server, redis_cli
     redis_client.xreadgroup(GROUP, "c", {STREAM: "0"}, count=1)
     assert scripts.batch(dry_run=False, **common).status == "active"
     assert consumers(redis_client) == {"c": 3}
+
+
+def test_dead_letter_work_counts_four_times_a_move_in_a_batch(redis_server, redis_client):
+    ids = fill(redis_client, 10, "dead")
+    settle()
+    options = args(
+        redis_server,
+        consumers=["dead"],
+        batch_size=8,
+        dead_letter={"stream": DEAD_LETTER, "max_deliveries": 0},
+    )
+    plan = run_reclaim(redis_client, options, check=True)
+    result = run_reclaim(redis_client, options)
+    # 2 dead-lettered entries (4 units each) per call of 8 units: 5 calls after the selection.
+    assert result["stats"]["calls"] == plan["stats"]["calls"] == 1 + 5
+    assert plan["consumers"]["dead"]["ids"] == result["consumers"]["dead"]["ids"] == ids
+    assert result["totals"]["dead_lettered"] == 10
+    assert [f["origin_id"] for _, f in redis_client.xrange(DEAD_LETTER)] == ids
