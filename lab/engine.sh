@@ -100,6 +100,11 @@ stop() {
     kill -KILL "$pid"
   fi
   rm -f "$PIDFILE"
+  # dockerd leaves its bind mount of the host's network namespace behind: ours, so unmount it.
+  local m
+  for m in $(awk -v root="$QT_LAB_RUN/" 'index($2, root) == 1 {print $2}' /proc/mounts | sort -r); do
+    umount "$m" 2>/dev/null || log "could not unmount $m"
+  done
   log "engine stopped (PID $pid)"
 }
 
