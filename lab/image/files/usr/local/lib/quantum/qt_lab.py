@@ -2,7 +2,8 @@
 """qt-lab: configure the lab pipeline in this container and inject the incident's faults.
 
 Every fault leaves the system exactly as the real fault does (see lab/README.md):
-  configure --redis-port N [--rate R]   write /etc/quantum/lab.env, (re)start Redis and the stubs
+  configure --redis-port N [--rate R] [--daily-limit L]
+                                        write /etc/quantum/lab.env, (re)start Redis and the stubs
   wait-flow [--timeout S]               wait until every stage's output stream grows
   hang STAGE [--pending N]              SIGSTOP the stage's main process; a consumer stage first
                                         takes N entries (default 3) into its PEL, unacknowledged
@@ -122,7 +123,7 @@ def stages() -> list[Stage]:
         env = dict(item.split("=", 1) for item in shlex.split(raw) if "=" in item)
         if "QT_STAGE" not in env:
             continue
-        limit = env.get("QT_GOVERNOR_LIMIT")
+        limit = read_env_file(LAB_ENV).get("QT_GOVERNOR_LIMIT") or env.get("QT_GOVERNOR_LIMIT")
         found.append(
             Stage(
                 name=env["QT_STAGE"],
@@ -204,6 +205,8 @@ def cmd_configure(args: argparse.Namespace) -> None:
              f"REDIS_PORT={args.redis_port}"]
     if args.rate is not None:
         lines.append(f"QT_RATE={args.rate:g}")
+    if args.daily_limit is not None:
+        lines.append(f"QT_GOVERNOR_LIMIT={args.daily_limit}")
     LAB_ENV.parent.mkdir(parents=True, exist_ok=True)
     LAB_ENV.write_text("\n".join(lines) + "\n")
     if not MODE_FILE.exists():
@@ -217,6 +220,8 @@ def cmd_configure(args: argparse.Namespace) -> None:
     if not wait_until(lambda: redis_up(), 15):
         raise LabError(f"Redis did not answer on 127.0.0.1:{args.redis_port} within 15 s: "
                        f"`journalctl -u {REDIS_UNIT}`.")
+    if args.daily_limit is not None:
+        client().hset(producer().governor_key, "daily_limit", args.daily_limit)
     units = [st.unit for st in stages()]
     run("systemctl", "restart", *units)
     print(f"configured: redis on 127.0.0.1:{args.redis_port}, restarted {', '.join(units)}")
@@ -596,6 +601,8 @@ def parser() -> argparse.ArgumentParser:
     sp = add("configure", cmd_configure, "set the Redis port, (re)start Redis and the stubs")
     sp.add_argument("--redis-port", type=int, required=True)
     sp.add_argument("--rate", type=float, help="decisions per second of the AI engine (default 2)")
+    sp.add_argument("--daily-limit", type=int,
+                    help="the governor's daily_limit (default 200: reached after 100 s at 2/s)")
     add("wait-flow", cmd_wait_flow, "wait until every output stream grows").add_argument(
         "--timeout", type=float, default=60)
     sp = add("hang", cmd_hang, "SIGSTOP a stage (a consumer first takes --pending entries)")
