@@ -121,9 +121,17 @@ status() {
   echo "containers: $(docker ps -a --format '{{.Names}}({{.State}})' | tr '\n' ' ')"
 }
 
+locked() {
+  # One start or stop at a time: concurrent runs (Molecule in two shells) share one engine.
+  mkdir -p "$QT_LAB_RUN"
+  exec 9>"$QT_LAB_RUN/engine.lock"
+  flock -w 60 9 || die "another lab/engine.sh holds $QT_LAB_RUN/engine.lock"
+  "$@"
+}
+
 case ${1:-} in
-  start) start ;;
-  stop) shift; stop "$@" ;;
+  start) locked start ;;
+  stop) shift; locked stop "$@" ;;
   status) status ;;
   ours) our_pid >/dev/null && responds ;;
   *) echo "usage: $0 start|stop [--force]|status|ours" >&2; exit 2 ;;
