@@ -568,3 +568,146 @@ def test_dead_letter_work_counts_four_times_a_move_in_a_batch(redis_server, redi
     assert plan["consumers"]["dead"]["ids"] == result["consumers"]["dead"]["ids"] == ids
     assert result["totals"]["dead_lettered"] == 10
     assert [f["origin_id"] for _, f in redis_client.xrange(DEAD_LETTER)] == ids
+
+
+# -- the XAUTOCLAIM fast path -----------------------------------------------------------------
+
+
+def idle_of(client: redis.Redis) -> dict[str, int]:
+    entries = client.xpending_range(STREAM, GROUP, "-", "+", 10**6)
+    return {p["message_id"]: p["time_since_delivered"] for p in entries}
+
+
+def assert_plan_is_the_run(plan: dict, result: dict, retire_calls: int = 0) -> None:
+    """Same counts, ids, batches and fast batches; check mode decides retirement without a
+    server call, the real run makes `retire_calls` of them."""
+    assert plan["totals"] == result["totals"]
+    assert plan["stats"]["calls"] + retire_calls == result["stats"]["calls"]
+    assert plan["stats"]["fast_path_batches"] == result["stats"]["fast_path_batches"]
+    for name, planned in plan["consumers"].items():
+        done = result["consumers"][name]
+        assert {k: v for k, v in planned.items() if k != "idle_ms"} == {
+            k: v for k, v in done.items() if k != "idle_ms"
+        }, name
+
+
+def test_fast_path_moves_a_sole_owner_pel_keeping_delivery_counts(redis_server, redis_client):
+    # claim_to already holds older entries: below the dead consumer's first one, out of reach.
+    own = fill(redis_client, 3, LIVE)
+    ids = fill(redis_client, 25, "dead")
+    redis_client.xclaim(STREAM, GROUP, "dead", 0, ids[:4])
+    redis_client.xclaim(STREAM, GROUP, "dead", 0, ids[10:11])
+    settle()
+    counts_before = {i: d for i, (_, d) in pel(redis_client).items()}
+    options = args(redis_server, consumers=["dead"], batch_size=4, plan_id_cap=6, retire=True)
+    before = dump_redis(redis_client)
+    plan = run_reclaim(redis_client, options, check=True)
+    assert dump_redis(redis_client) == before
+    result = run_reclaim(redis_client, options)
+    # select + 7 batches of 4 (the last sees 1 < 4 entries: done) + retire; every batch fast
+    assert result["stats"]["calls"] == 1 + 7 + 1
+    assert result["stats"]["fast_path_batches"] == 7
+    dead = result["consumers"]["dead"]
+    assert (dead["moved"], dead["deleted"], dead["retired"]) == (25, 0, True)
+    assert dead["ids"] == ids[:6]
+    after = pel(redis_client)
+    assert {i: c for i, (c, _) in after.items()} == dict.fromkeys(own + ids, LIVE)
+    assert {i: d for i, (_, d) in after.items()} == counts_before
+    assert_plan_is_the_run(plan, result, retire_calls=1)
+
+
+def test_fast_path_not_taken_while_another_consumer_holds_entries(redis_server, redis_client):
+    ids = fill(redis_client, 12, "dead")
+    other = fill(redis_client, 3, "live-other")
+    redis_client.xclaim(STREAM, GROUP, "live-other", 0, other[:1])
+    settle()
+    before = pel(redis_client)
+    options = args(redis_server, consumers=["dead"], batch_size=5)
+    plan = run_reclaim(redis_client, options, check=True)
+    result = run_reclaim(redis_client, options)
+    assert result["stats"]["fast_path_batches"] == 0
+    assert result["totals"]["moved"] == 12
+    after = pel(redis_client)
+    # The live consumer's entries never move; counts are untouched everywhere.
+    assert {i: after[i] for i in other} == {i: before[i] for i in other}
+    assert {i: c for i, (c, _) in after.items() if i in ids} == dict.fromkeys(ids, LIVE)
+    assert {i: d for i, (_, d) in after.items()} == {i: d for i, (_, d) in before.items()}
+    assert_plan_is_the_run(plan, result)
+
+
+def test_fast_path_not_taken_when_claim_to_holds_later_entries(redis_server, redis_client):
+    """XAUTOCLAIM from the dead consumer's first entry would reach claim_to's own newer
+    entries (and reset their idle time): the general path must be used."""
+    ids = fill(redis_client, 8, "dead")
+    own = fill(redis_client, 3, LIVE)
+    time.sleep(0.2)
+    result = run_reclaim(redis_client, args(redis_server, consumers=["dead"], batch_size=3))
+    assert result["stats"]["fast_path_batches"] == 0
+    assert result["consumers"]["dead"]["moved"] == 8
+    assert consumers(redis_client) == {"dead": 0, LIVE: 11}
+    idle = idle_of(redis_client)
+    assert min(idle[i] for i in own) >= 200, "claim_to's own entries were claimed again"
+    assert max(idle[i] for i in ids) < 200
+
+
+def test_fast_path_stops_when_a_consumer_starts_holding_entries_mid_run(redis_server, redis_client):
+    ids = fill(redis_client, 20, "dead")
+    settle()
+    taken: list[str] = []
+
+    def hook(event: str, consumer: str | None) -> None:
+        if event == "batch" and not taken:
+            # A consumer of the group reads new entries after the first (fast) batch.
+            new = [redis_client.xadd(STREAM, {"n": "new"}) for _ in range(3)]
+            redis_client.xreadgroup(GROUP, "live-other", {STREAM: ">"}, count=10)
+            taken.extend(new)
+
+    result = run_reclaim(redis_client, args(redis_server, consumers=["dead"], batch_size=5), hook=hook)
+    # Batch 1 fast; then live-other holds entries: batches 2-5 general (the 5th finds nothing).
+    assert result["stats"]["fast_path_batches"] == 1
+    assert result["stats"]["calls"] == 1 + 5
+    assert result["consumers"]["dead"]["moved"] == 20
+    owners = {i: c for i, (c, _) in pel(redis_client).items()}
+    assert owners == dict.fromkeys(ids, LIVE) | dict.fromkeys(taken, "live-other")
+
+
+def test_fast_path_accounts_for_deleted_entries(redis_server, redis_client):
+    ids = fill(redis_client, 13, "dead")
+    redis_client.xdel(STREAM, ids[1], ids[2], ids[9])
+    redis_client.xtrim(STREAM, minid=ids[1], approximate=False)  # trims ids[0], not XDEL
+    settle()
+    gone = [ids[0], ids[1], ids[2], ids[9]]
+    options = args(redis_server, consumers=["dead"], batch_size=4, retire=True)
+    plan = run_reclaim(redis_client, options, check=True)
+    result = run_reclaim(redis_client, options)
+    dead = result["consumers"]["dead"]
+    assert (dead["moved"], dead["deleted"], dead["retired"]) == (9, 4, True)
+    assert dead["deleted_ids"] == gone
+    assert dead["ids"] == [i for i in ids if i not in gone]
+    assert result["totals"]["deleted"] == 4
+    # 13 entries, 4 per call whether claimed or found deleted: 4 batches, all fast.
+    assert result["stats"]["fast_path_batches"] == 4
+    assert set(pel(redis_client)) == set(ids) - set(gone)
+    assert_plan_is_the_run(plan, result, retire_calls=1)
+
+
+def test_xautoclaim_counts_deleted_entries_against_count(redis_server, redis_client):
+    """What the fast path relies on to keep its batches bounded (and cut like the general
+    path's): on this server a deleted entry XAUTOCLAIM drops uses up one unit of COUNT."""
+    ids = fill(redis_client, 6, "dead")
+    redis_client.xdel(STREAM, ids[0], ids[1])
+    redis_client.set_response_callback("XAUTOCLAIM", lambda response, **options: response)
+    cursor, claimed, deleted = redis_client.execute_command(
+        "XAUTOCLAIM", STREAM, GROUP, LIVE, 0, "0-0", "COUNT", 3, "JUSTID"
+    )
+    assert (claimed, deleted, cursor) == ([ids[2]], [ids[0], ids[1]], ids[3])
+
+
+def test_fast_path_never_with_a_dead_letter_policy(redis_server, redis_client):
+    fill(redis_client, 10, "dead")
+    settle()
+    policy = {"stream": DEAD_LETTER, "max_age_ms": 10**9}
+    options = args(redis_server, consumers=["dead"], batch_size=4, dead_letter=policy)
+    result = run_reclaim(redis_client, options)
+    assert result["totals"]["moved"] == 10
+    assert result["stats"]["fast_path_batches"] == 0
