@@ -129,6 +129,13 @@ def _governor(result: Any, pipeline: Mapping, changes_allowed: bool) -> dict[str
     }
 
 
+def _changed_anything(per_stage: list[dict], governor: Mapping | None, restarted: list) -> bool:
+    """Whether the run changed the pipeline: entries moved or dead-lettered, a consumer retired,
+    the governor reset, a unit restarted."""
+    reclaimed = any(r["moved"] or r["dead_lettered"] or r["retired"] for r in per_stage)
+    return reclaimed or bool(governor and governor["reset"]) or bool(restarted)
+
+
 def run_summary(facts: Mapping) -> dict[str, Any]:
     """The run's summary (summary.json, set_stats, REPORT.md) from the facts the roles set.
 
@@ -180,6 +187,10 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
         outcome = "PLAN (check mode)"
     elif not changes_allowed:
         outcome = f"PLAN ONLY ({mode})"
+    elif verify_ok is True and not _changed_anything(per_stage, governor, restarted_units):
+        # Nothing was stuck (or it unstuck itself): "HEALED" would tell an incident channel
+        # that something had been broken and was fixed.
+        outcome = "HEALTHY (nothing to do)"
     elif verify_ok is True:
         outcome = "HEALED"
     elif verify_ok is False:

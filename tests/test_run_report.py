@@ -171,6 +171,26 @@ def test_a_step_that_ran_and_found_nothing_is_done() -> None:
     assert "consumer recovery" in run_summary(facts)["steps_done"]
 
 
+def test_a_healthy_pipeline_is_healthy_not_healed() -> None:
+    facts = _healed_facts()
+    facts.update(
+        evidence_verdicts={"ai_engine": {"verdict": "OK"}, "router": {"verdict": "OK"}},
+        evidence_stop_point={"stage": None, "verdict": "OK", "reason": "every stage flows"},
+        consumer_recovery_results={"router": {"changed": False, "claim_to": "router-1", "totals": {},
+                                              "consumers": {}}},
+        governor_result={"governor": {"key": "quantum:governor", "count": 40, "limit": 200},
+                         "reset": False, "results_today": 40},
+        service_restart_units=[],
+        service_restart_results=[],
+    )
+    summary = run_summary(facts)
+    assert summary["outcome"] == "HEALTHY (nothing to do)"
+    assert summary["units_restarted"] == []
+    # The same run with one unit restarted did change the pipeline.
+    facts["service_restart_results"] = [{"unit": "quantum-execution", "restarted": True}]
+    assert run_summary(facts)["outcome"] == "HEALED"
+
+
 def test_nothing_at_all() -> None:
     summary = run_summary({})
     assert summary["outcome"] == "PLAN ONLY (UNKNOWN)"
