@@ -36,10 +36,12 @@ trap 'exit 130' INT TERM
 
 free_ports() {
   # Host network: each scenario's Redis needs ports nobody listens on (other tests, the lab).
-  local want=$1 port=6391 found=()
-  while [[ ${#found[@]} -lt $want && $port -lt 6500 ]]; do
+  # The search starts at a random port of the range: two runs started together (another
+  # engineer's) would otherwise both take the lowest free port before either Redis listens.
+  local want=$1 offset=$((RANDOM % 109)) i port found=()
+  for ((i = 0; i < 109 && ${#found[@]} < want; i++)); do
+    port=$((6391 + (offset + i) % 109))
     ss -Hltn "sport = :$port" | grep -q . || found+=("$port")
-    port=$((port + 1))
   done
   [[ ${#found[@]} -eq $want ]] || die "no $want free ports between 6391 and 6499"
   echo "${found[@]}"
