@@ -91,8 +91,9 @@ def unit_files(glob: str) -> dict:
 
 
 def services(glob: str) -> dict:
-    units = sorted({p.name.split(".service")[0] for p in UNIT_DIR.iterdir()
-                    if fnmatch(p.name, glob) and ".service" in p.name}) + ["redis-server"]
+    pipeline = sorted({p.name.split(".service")[0] for p in UNIT_DIR.iterdir()
+                       if fnmatch(p.name, glob) and ".service" in p.name})
+    units = [*pipeline, "redis-server"]
     props = "MainPID,ExecMainStartTimestamp,ActiveState,SubState,NRestarts"
     states = {}
     for unit in units:
