@@ -1,0 +1,273 @@
+#!/usr/bin/python
+# Writes a set of small text files under one directory in a single module run: one round
+# trip to the target for a whole evidence phase instead of one (or three) per file.
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: evidence_files
+short_description: Write several text files under one directory in one task
+description:
+  - Writes each entry of O(files) (a relative name and its text) under O(dest), with O(mode).
+    A file whose content and mode already match is left alone; C(changed) is true only when a
+    file's content or mode differs, or a directory is created.
+  - O(dest), its missing parents and the subdirectories that O(files) names are created with
+    O(directory_mode); directories that exist are left as they are.
+  - Each file is written to a temporary file in its directory and renamed over the old one,
+    so that a reader never sees half a file.
+  - A name that is absolute or holds a C(..) component is refused before anything is written.
+  - Used by the evidence, unit_backup and report roles to write a phase's files in one round
+    trip to the target.
+version_added: "1.0.0"
+author:
+  - quantum-remediation maintainers
+options:
+  dest:
+    description: The directory the files are written under.
+    type: path
+    required: true
+  files:
+    description:
+      - "The files to write, as C({relative name: text}). A name may hold subdirectories
+        (C(etc/x.conf)); it may not be absolute nor hold a C(..) component."
+      - The text is written as given (UTF-8), with no newline added.
+    type: dict
+    required: true
+  mode:
+    description:
+      - The permissions of every file, as an octal string (V('0640')) or number.
+    type: raw
+    default: "0640"
+  directory_mode:
+    description:
+      - The permissions of each directory the module creates, as an octal string or number; existing
+        directories are not changed.
+    type: raw
+    default: "0750"
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Returns what it would write (RV(written)) and create (RV(created_directories)) and C(changed);
+        writes nothing.
+  diff_mode:
+    support: full
+    details:
+      - One diff per file written (or that would be), with the old and the new text, and the old and new
+        mode when only the mode differs.
+      - The texts are shown as given, so pass only what may be shown (scrubbed evidence, never a secret).
+notes:
+  - Contents are compared byte for byte with the file on the target; the target's files are read, not
+    checksummed on the controller.
+"""
+
+EXAMPLES = r"""
+- name: Write the phase's evidence files
+  evidence_files:
+    dest: "{{ evidence_dir }}/before"
+    files:
+      services.txt: "{{ lookup('ansible.builtin.template', 'services.txt.j2') }}"
+      services.json: "{{ services | to_nice_json }}\n"
+    mode: "0640"
+
+- name: Write the backup's checksums and manifest
+  evidence_files:
+    dest: /var/lib/quantum-remediation/evidence/20260117T070524Z-1a2b/backup
+    files:
+      SHA256SUMS: "{{ sums }}"
+      manifest.json: "{{ manifest | to_nice_json }}\n"
+"""
+
+RETURN = r"""
+dest:
+  description: The directory written under.
+  returned: always
+  type: str
+  sample: /var/lib/quantum-remediation/evidence/20260117T070524Z-1a2b/before
+written:
+  description: The names whose content or mode differed and were written (in check mode, would be), sorted.
+  returned: always
+  type: list
+  elements: str
+  sample: [redis.json, services.txt]
+unchanged:
+  description: The names whose content and mode already matched, sorted.
+  returned: always
+  type: list
+  elements: str
+  sample: [mode.txt]
+created_directories:
+  description: The directories created (in check mode, that would be), parents first.
+  returned: always
+  type: list
+  elements: str
+  sample: [/var/lib/quantum-remediation/evidence/20260117T070524Z-1a2b/before]
+"""
+
+import os
+import stat
+import tempfile
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def bad_names(names: list[str]) -> list[str]:
+    """The names that could write outside dest: empty, absolute, or holding a `..` component."""
+    return [
+        name
+        for name in names
+        if not name or os.path.isabs(name) or ".." in name.replace("\\", "/").split("/") or "\0" in name
+    ]
+
+
+def read_bytes(path: str) -> bytes | None:
+    """The file's bytes, or None when it does not exist."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_atomically(path: str, data: bytes, mode: int) -> None:
+    """Write `data` to a temporary file beside `path`, set its mode, rename it over `path`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class EvidenceFiles:
+    """The files to write under one directory, compared with what is there when it is made."""
+
+    def __init__(self, module: AnsibleModule) -> None:
+        self.module = module
+        self.dest = os.path.abspath(module.params["dest"])
+        self.files: dict[str, Any] = module.params["files"]
+        self.mode = self.octal_mode("mode", module.params["mode"])
+        self.directory_mode = self.octal_mode("directory_mode", module.params["directory_mode"])
+        self.missing_dirs = self.directories_to_create()
+
+    def octal_mode(self, option: str, value: Any) -> int:
+        """An option's mode as an int: an int as it is (YAML 0640), a string read as octal."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            mode = value
+        else:
+            try:
+                mode = int(str(value).strip(), 8)
+            except ValueError:
+                mode = -1
+        if not 0 <= mode <= 0o7777:
+            self.module.fail_json(msg=f"{option} must be an octal mode such as '0640' (got {value!r}).")
+        return mode
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.dest, os.path.normpath(name))
+
+    def directories_to_create(self) -> list[str]:
+        """dest's missing parents and itself, then each missing subdirectory the names hold."""
+        wanted = {self.dest} | {os.path.dirname(self.path(name)) for name in self.files}
+        missing: list[str] = []
+        for directory in sorted(wanted):
+            chain = []
+            current = directory
+            while not os.path.exists(current) and current not in missing and current not in chain:
+                chain.append(current)
+                current = os.path.dirname(current)
+            missing.extend(reversed(chain))
+        for directory in sorted(wanted):
+            if os.path.exists(directory) and not os.path.isdir(directory):
+                self.module.fail_json(msg=f"{directory} exists and is not a directory: nothing can go in it.")
+        return sorted(set(missing), key=lambda d: (d.count(os.sep), d))
+
+    def plan(self) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+        """(names to write, names unchanged, diffs), from the files as they are now."""
+        written, unchanged, diffs = [], [], []
+        for name in sorted(self.files):
+            path = self.path(name)
+            if os.path.isdir(path):
+                self.module.fail_json(msg=f"files: {name!r} is a directory under {self.dest}, not a file.")
+            new = self.files[name].encode("utf-8")
+            old = read_bytes(path)
+            old_mode = stat.S_IMODE(os.stat(path).st_mode) if old is not None else None
+            if old == new and old_mode == self.mode:
+                unchanged.append(name)
+                continue
+            written.append(name)
+            if old == new:
+                diffs.append({"before_header": path, "after_header": path,
+                              "before": {"mode": f"{old_mode:04o}"}, "after": {"mode": f"{self.mode:04o}"}})
+            else:
+                diffs.append({"before_header": path if old is not None else "(absent)", "after_header": path,
+                              "before": (old or b"").decode("utf-8", errors="replace"),
+                              "after": self.files[name]})
+        return written, unchanged, diffs
+
+    def apply(self, written: list[str], done: list[str]) -> None:
+        """Create the missing directories, then write the files; `done` collects the names written."""
+        for directory in self.missing_dirs:
+            os.mkdir(directory)
+            os.chmod(directory, self.directory_mode)
+        for name in written:
+            write_atomically(self.path(name), self.files[name].encode("utf-8"), self.mode)
+            done.append(name)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "dest": {"type": "path", "required": True},
+            "files": {"type": "dict", "required": True},
+            "mode": {"type": "raw", "default": "0640"},
+            "directory_mode": {"type": "raw", "default": "0750"},
+        },
+        supports_check_mode=True,
+    )
+    names = [str(name) for name in module.params["files"]]
+    refused = bad_names(names)
+    if refused:
+        module.fail_json(
+            msg=f"files: {', '.join(repr(n) for n in refused)} must be relative to dest, without '..', "
+            "so that nothing is written outside it."
+        )
+    not_text = [name for name, text in module.params["files"].items() if not isinstance(text, str)]
+    if not_text:
+        module.fail_json(
+            msg=f"files: the content of {', '.join(repr(n) for n in sorted(not_text))} is not text: "
+            "render it first (to_nice_json, a template lookup)."
+        )
+    files = EvidenceFiles(module)
+    written, unchanged, diffs = files.plan()
+    if not module.check_mode:
+        done: list[str] = []
+        try:
+            files.apply(written, done)
+        except OSError as exc:
+            module.fail_json(
+                msg=f"Could not write under {files.dest}: {exc}; "
+                f"written before that: {', '.join(done) or 'none'}.",
+                written=done,
+                not_written=[name for name in written if name not in done],
+                unchanged=unchanged,
+            )
+    result: dict[str, Any] = {
+        "changed": bool(written or files.missing_dirs),
+        "dest": files.dest,
+        "written": written,
+        "unchanged": unchanged,
+        "created_directories": files.missing_dirs,
+    }
+    if module._diff:
+        result["diff"] = diffs
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
