@@ -23,60 +23,9 @@ description:
 version_added: "1.0.0"
 author:
   - quantum-remediation maintainers
+extends_documentation_fragment:
+  - redis_connection
 options:
-  connection:
-    description:
-      - How to reach Redis. The same option, with the same suboptions, as every Redis module
-        of this project (the inventory's C(pipeline.redis)).
-    type: dict
-    default: {}
-    suboptions:
-      host:
-        description: Host name or address of the Redis server.
-        type: str
-        default: 127.0.0.1
-      port:
-        description: TCP port of the Redis server.
-        type: int
-        default: 6379
-      unix_socket:
-        description: Path of a Unix socket to use instead of O(connection.host) and O(connection.port).
-        type: path
-      db:
-        description: Database number.
-        type: int
-        default: 0
-      username:
-        description: ACL user name (Redis 6 and later); needs O(connection.password).
-        type: str
-      password:
-        description: Password (of O(connection.username), or of the default user). Never logged.
-        type: str
-      tls:
-        description: Connect with TLS.
-        type: bool
-        default: false
-      tls_ca_file:
-        description: CA bundle to verify the server certificate with; needs O(connection.tls).
-        type: path
-      tls_cert_file:
-        description: Client certificate; needs O(connection.tls) and O(connection.tls_key_file).
-        type: path
-      tls_key_file:
-        description: Client private key; needs O(connection.tls) and O(connection.tls_cert_file).
-        type: path
-      tls_verify:
-        description: Verify the server certificate and host name.
-        type: bool
-        default: true
-      connect_timeout:
-        description: Seconds to wait for the connection.
-        type: float
-        default: 5.0
-      socket_timeout:
-        description: Seconds to wait for each reply.
-        type: float
-        default: 10.0
   governor:
     description:
       - Where the governor lives and what its fields are called (the inventory's C(pipeline.governor)).

@@ -48,59 +48,9 @@ attributes:
     support: full
     description: Shows, per consumer and for O(claim_to), the pending count and whether the consumer
       exists, before and after.
+extends_documentation_fragment:
+  - redis_connection
 options:
-  connection:
-    description: How to reach Redis. The same option, with the same suboptions, as every module
-      of this project (C(pipeline.redis) in the inventory).
-    type: dict
-    default: {}
-    suboptions:
-      host:
-        description: Host name or address of the Redis server.
-        type: str
-        default: 127.0.0.1
-      port:
-        description: TCP port of the Redis server.
-        type: int
-        default: 6379
-      unix_socket:
-        description: Path of a Unix socket to use instead of O(connection.host)/O(connection.port).
-        type: path
-      db:
-        description: Database number.
-        type: int
-        default: 0
-      username:
-        description: ACL user name (Redis 6 and later). Needs O(connection.password).
-        type: str
-      password:
-        description: Password (of O(connection.username), or of the default user). Never logged.
-        type: str
-      tls:
-        description: Connect with TLS.
-        type: bool
-        default: false
-      tls_ca_file:
-        description: CA bundle used to verify the server certificate. Needs O(connection.tls=true).
-        type: path
-      tls_cert_file:
-        description: Client certificate, for mutual TLS. Needs O(connection.tls_key_file).
-        type: path
-      tls_key_file:
-        description: Private key of O(connection.tls_cert_file).
-        type: path
-      tls_verify:
-        description: Verify the server certificate and host name.
-        type: bool
-        default: true
-      connect_timeout:
-        description: Seconds to wait for the connection.
-        type: float
-        default: 5.0
-      socket_timeout:
-        description: Seconds to wait for any reply.
-        type: float
-        default: 10.0
   stream:
     description: The stream (key) whose consumer group is healed. Must exist and be a stream.
     type: str

@@ -1,0 +1,63 @@
+# The `connection` option every Redis module of this project shares (module_utils/
+# redis_connection.py holds its argument spec): documented once, here.
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options:
+  connection:
+    description:
+      - How to reach Redis (the inventory's C(pipeline.redis)). The same option, with the same
+        suboptions, in every Redis module of this project.
+      - Omitted, the defaults of its suboptions apply (M(redis_stream_info) uses O(pipeline)'s
+        C(redis) first).
+    type: dict
+    suboptions:
+      host:
+        description: Host name or address of the Redis server.
+        type: str
+        default: 127.0.0.1
+      port:
+        description: TCP port of the Redis server.
+        type: int
+        default: 6379
+      unix_socket:
+        description: Path of a Unix socket to connect to instead of O(connection.host) and O(connection.port).
+        type: path
+      db:
+        description: Database number.
+        type: int
+        default: 0
+      username:
+        description: ACL user name (Redis 6 and later); needs O(connection.password).
+        type: str
+      password:
+        description: Password, for the ACL user or for C(requirepass). Never shown in any output.
+        type: str
+      tls:
+        description: Connect with TLS. Cannot be combined with O(connection.unix_socket).
+        type: bool
+        default: false
+      tls_ca_file:
+        description: CA certificate file on the target, to verify the server; needs O(connection.tls=true).
+        type: path
+      tls_cert_file:
+        description: Client certificate file, on the target, given with O(connection.tls_key_file).
+        type: path
+      tls_key_file:
+        description: Private key of O(connection.tls_cert_file), on the target.
+        type: path
+      tls_verify:
+        description: Verify the server's certificate and host name.
+        type: bool
+        default: true
+      connect_timeout:
+        description: Seconds to wait for the TCP connection to be established.
+        type: float
+        default: 5.0
+      socket_timeout:
+        description: Seconds to wait for each answer, and for the TLS handshake.
+        type: float
+        default: 10.0
+"""
