@@ -74,6 +74,26 @@ def unit_states(results: Any, readable_only: bool = False) -> dict[str, dict[str
     return states
 
 
+def unit_show_results(result: Any, units: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The registered result of one `systemctl show --property=... UNIT...` for several units,
+    as the results of a loop over `units` (`{results: [{item, rc, stdout, stderr}]}`) that
+    `unit_states` reads: systemctl prints one block of properties per unit, in the order
+    asked, separated by an empty line. When the command failed, or the blocks do not match the
+    units one for one, every unit carries the error (none is judged on a guess)."""
+    result = result if isinstance(result, Mapping) else {}
+    units = [str(unit) for unit in units or []]
+    blocks = [block for block in (result.get("stdout") or "").split("\n\n") if block.strip()]
+    rc = result.get("rc", 1)
+    if rc == 0 and not result.get("failed") and len(blocks) == len(units):
+        pairs = zip(units, blocks, strict=True)
+        return {"results": [{"item": unit, "rc": 0, "stdout": block} for unit, block in pairs]}
+    error = (result.get("stderr") or result.get("msg") or "").strip()
+    if rc == 0:
+        count = f"systemctl show printed {len(blocks)} blocks of properties for {len(units)} units"
+        error = f"{count}: {error}" if error else count
+    return {"results": [{"item": unit, "rc": rc or 1, "stdout": "", "stderr": error} for unit in units]}
+
+
 def unit_files(states: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The files that define each unit, as `[{unit, path, kind}]` (`kind`: fragment or
     drop-in), in unit order, each path once; a unit without a fragment (not installed) has
@@ -135,6 +155,7 @@ class FilterModule:
             "systemd_show": systemd_show,
             "unit_state": unit_state,
             "unit_states": unit_states,
+            "unit_show_results": unit_show_results,
             "scrub_secrets": scrub_secrets,
             "unit_files": unit_files,
             "backup_entries": backup_entries,

@@ -119,3 +119,25 @@ def test_backup_entries_keep_the_path_layout() -> None:
             "saved": False,
         }
     ]
+
+
+def test_one_systemctl_show_for_several_units_reads_like_a_loop() -> None:
+    nope = "Id=quantum-nope.service\nLoadState=not-found\nMainPID=0\n"
+    joined = {"rc": 0, "stdout": SHOW + "\n" + nope, "stderr": ""}
+    results = evidence_format.unit_show_results(joined, ["quantum-ai-strategy-router", "quantum-nope"])
+    states = evidence_format.unit_states(results)
+    assert list(states) == ["quantum-ai-strategy-router", "quantum-nope"]
+    assert states["quantum-ai-strategy-router"]["main_pid"] == 4242
+    assert states["quantum-nope"]["load_state"] == "not-found"
+
+
+def test_one_systemctl_show_that_failed_or_does_not_match_marks_every_unit() -> None:
+    failed = {"rc": 1, "stdout": "", "stderr": "System has not been booted with systemd.\n"}
+    states = evidence_format.unit_states(evidence_format.unit_show_results(failed, ["a", "b"]))
+    assert {s["error"] for s in states.values()} == {"System has not been booted with systemd."}
+    short = {"rc": 0, "stdout": "Id=a.service\nActiveState=active\n", "stderr": ""}
+    results = evidence_format.unit_show_results(short, ["a", "b"])
+    assert evidence_format.unit_states(results)["a"]["error"] == (
+        "systemctl show printed 1 blocks of properties for 2 units"
+    )
+    assert evidence_format.unit_states(results, readable_only=True) == {}
