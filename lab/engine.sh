@@ -62,7 +62,9 @@ start() {
   write_config
   local t0=$SECONDS
   # setsid: the engine must outlive the shell that started it (lab.sh up returns).
-  setsid dockerd --config-file "$CONFIG" >>"$LOGFILE" 2>&1 </dev/null &
+  # 9>&-: the engine must not inherit the lock's descriptor, or it holds the lock for as long
+  # as it runs and every later start or stop waits 60 s and fails.
+  setsid dockerd --config-file "$CONFIG" >>"$LOGFILE" 2>&1 </dev/null 9>&- &
   local i
   for i in $(seq 1 150); do
     responds && break
