@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,8 +17,7 @@ from pathlib import Path
 
 import pytest
 import redis
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from project_files import PROJECT_ROOT, load_project_file  # noqa: F401 - shared by the tests
 
 
 def free_loopback_port() -> int:
@@ -129,21 +129,23 @@ def run_ansible_module(
     *,
     check: bool = False,
     diff: bool = False,
-    expect_failure: bool = False,
+    expect_failure: bool | None = False,
+    interpreter: Path | None = None,
 ) -> dict:
     """Run one of our modules through the real `ansible` ad-hoc command on localhost and
-    return its result as a dict (via the json stdout callback)."""
+    return its result as a dict (via the json stdout callback). `interpreter` is the target's
+    Python (default: this one); `expect_failure=None` checks nothing."""
     env = dict(os.environ)
     env.update(
         ANSIBLE_CONFIG=str(PROJECT_ROOT / "ansible.cfg"),
         ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
         ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-        ANSIBLE_PYTHON_INTERPRETER=str(Path(os.sys.executable)),
+        ANSIBLE_PYTHON_INTERPRETER=str(interpreter or Path(sys.executable)),
         ANSIBLE_LOCALHOST_WARNING="0",
         ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
     )
     cmd = [
-        str(Path(os.sys.executable).parent / "ansible"),
+        str(Path(sys.executable).parent / "ansible"),
         "localhost",
         "-i", "localhost,",
         "-c", "local",
@@ -162,6 +164,8 @@ def run_ansible_module(
         raise AssertionError(
             f"unparseable ansible output (rc={proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
         ) from exc
+    if expect_failure is None:
+        return result
     failed = bool(result.get("failed"))
     assert failed == expect_failure, f"expected failed={expect_failure}, got: {json.dumps(result, indent=2)}"
     return result

@@ -3,32 +3,14 @@ for tests that must act at a precise point of a run or run it many times quickly
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import ansible.module_utils
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-# Our module_utils are imported by the module as ansible.module_utils.<name>, the way
-# AnsiballZ packages them; extending the package path gives the same import in-process.
-if str(PROJECT_ROOT / "module_utils") not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(str(PROJECT_ROOT / "module_utils"))
+from project_files import load_project_file
 
 
 def load_reclaim_module() -> ModuleType:
-    name = "redis_stream_reclaim_under_test"
-    if name not in sys.modules:
-        path = PROJECT_ROOT / "library" / "redis_stream_reclaim.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_project_file("library/redis_stream_reclaim.py")
 
 
 def reclaim_params(args: dict[str, Any]) -> dict[str, Any]:

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-_SPEC = importlib.util.spec_from_file_location(
-    "evidence_format", Path(__file__).resolve().parent.parent / "filter_plugins" / "evidence_format.py"
-)
-assert _SPEC and _SPEC.loader
-evidence_format = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(evidence_format)
+from conftest import load_project_file
+
+evidence_format = load_project_file("filter_plugins/evidence_format.py")
 
 SHOW = """Id=quantum-ai-strategy-router.service
 LoadState=loaded

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from conftest import load_project_file
 
-_SPEC = importlib.util.spec_from_file_location(
-    "mode_gate", Path(__file__).resolve().parent.parent / "filter_plugins" / "mode_gate.py"
-)
-assert _SPEC and _SPEC.loader
-mode_gate_module = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(mode_gate_module)
+mode_gate_module = load_project_file("filter_plugins/mode_gate.py")
 mode_gate = mode_gate_module.mode_gate
 run_lock_decision = mode_gate_module.run_lock_decision
 is_run_id = mode_gate_module.is_run_id

@@ -4,9 +4,7 @@ reads), plus a few direct calls where timing or text needs a closer look."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -16,23 +14,19 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import PROJECT_ROOT, RedisServer, free_loopback_port, run_ansible_module, start_redis
+from conftest import (
+    RedisServer,
+    free_loopback_port,
+    load_project_file,
+    run_ansible_module,
+    start_redis,
+)
 
 PASSWORD = "Sup3r-Secret-pw-4711"
 STREAM = "quantum:stream:ai.decision"
 
 
-def load_redis_connection():
-    """module_utils/redis_connection.py imported directly, as Ansible would ship it."""
-    spec = importlib.util.spec_from_file_location(
-        "redis_connection_under_test", PROJECT_ROOT / "module_utils" / "redis_connection.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-rc = load_redis_connection()
+rc = load_project_file("module_utils/redis_connection.py")
 
 
 def stream_info(connection: dict, *, expect_failure: bool = True, **options) -> dict:
@@ -41,26 +35,6 @@ def stream_info(connection: dict, *, expect_failure: bool = True, **options) -> 
         {"connection": connection, "streams": [{"stream": STREAM}], **options},
         expect_failure=expect_failure,
     )
-
-
-def run_with_interpreter(interpreter: Path, module: str, args: dict) -> dict:
-    """conftest's run_ansible_module, with the target's Python chosen by the test."""
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_CONFIG=str(PROJECT_ROOT / "ansible.cfg"),
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-        ANSIBLE_PYTHON_INTERPRETER=str(interpreter),
-        ANSIBLE_LOCALHOST_WARNING="0",
-        ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-    )
-    ansible = Path(sys.executable).parent / "ansible"
-    cmd = [str(ansible), "localhost", "-i", "localhost,", "-c", "local", "-m", module, "-a", json.dumps(args)]
-    proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
-    try:
-        return json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
-    except (ValueError, KeyError, IndexError) as exc:
-        raise AssertionError(f"unparseable ansible output:\n{proc.stdout}\n{proc.stderr}") from exc
 
 
 # --- servers and sockets this module starts (and stops, by PID) -----------------------------
@@ -148,10 +122,11 @@ def python_without_redis(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_redis_py_missing_on_the_target_names_the_package(python_without_redis, redis_server):
-    result = run_with_interpreter(
-        python_without_redis,
+    result = run_ansible_module(
         "redis_stream_info",
         {"connection": redis_server.connection, "streams": [{"stream": STREAM}]},
+        expect_failure=None,
+        interpreter=python_without_redis,
     )
     assert result.get("failed") is True
     assert "Failed to import the required Python library (redis (Debian: python3-redis; pip: redis))" in (

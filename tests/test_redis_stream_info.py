@@ -4,16 +4,14 @@ facts every verdict is computed from, on states built the way the incident built
 from __future__ import annotations
 
 import copy
-import importlib.util
 import threading
 import time
 from pathlib import Path
 
-import ansible.module_utils
 import pytest
 import redis
 import yaml
-from conftest import PROJECT_ROOT, RedisServer, dump_redis, run_ansible_module
+from conftest import PROJECT_ROOT, RedisServer, dump_redis, load_project_file, run_ansible_module
 
 DECISIONS = "quantum:stream:ai.decision"
 INTENTS = "quantum:stream:trade.intent"
@@ -366,20 +364,7 @@ def test_every_call_is_bounded_and_read_only(redis_server, redis_client):
 # --- direct calls: races between the rounds, which `ansible` runs cannot time -----------------
 
 
-def load_stream_info_module():
-    """library/redis_stream_info.py imported directly; its `ansible.module_utils.redis_connection`
-    import is resolved the way Ansible resolves it, from our module_utils directory."""
-    if str(PROJECT_ROOT / "module_utils") not in ansible.module_utils.__path__:
-        ansible.module_utils.__path__.append(str(PROJECT_ROOT / "module_utils"))
-    spec = importlib.util.spec_from_file_location(
-        "redis_stream_info_under_test", PROJECT_ROOT / "library" / "redis_stream_info.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-rsi = load_stream_info_module()
+rsi = load_project_file("library/redis_stream_info.py")
 
 
 @pytest.fixture

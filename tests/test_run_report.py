@@ -3,17 +3,12 @@ stopped half-way."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
-_SPEC = importlib.util.spec_from_file_location(
-    "run_report", Path(__file__).resolve().parent.parent / "filter_plugins" / "run_report.py"
-)
-assert _SPEC and _SPEC.loader
-run_report = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(run_report)
+from conftest import load_project_file
+
+run_report = load_project_file("filter_plugins/run_report.py")
 run_summary = run_report.run_summary
 
 PIPELINE = {
