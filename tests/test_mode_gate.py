@@ -1,4 +1,4 @@
-"""The mode gate: only an explicit, unambiguous `true` is TESTNET; the run lock decisions."""
+"""The mode gate: only an explicit, unambiguous `true` is TESTNET."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from conftest import load_project_file
 
 mode_gate_module = load_project_file("filter_plugins/mode_gate.py")
 mode_gate = mode_gate_module.mode_gate
-run_lock_decision = mode_gate_module.run_lock_decision
-is_run_id = mode_gate_module.is_run_id
 
 VAR = "BINANCE_TESTNET"
 
@@ -79,24 +77,3 @@ def test_contradiction_names_the_lines() -> None:
 def test_variable_is_data() -> None:
     assert mode_gate("SANDBOX=true\n", "SANDBOX")["mode"] == "TESTNET"
     assert mode_gate("SANDBOX=true\n", VAR)["mode"] == "UNKNOWN"
-
-
-def test_lock_free_ours_stale_held() -> None:
-    run = "20260117T101734Z-ab12"
-    assert run_lock_decision(None, False, None, 3600, run)["action"] == "free"
-    assert run_lock_decision({"run_id": run}, True, 5, 3600, run)["action"] == "ours"
-    stale = run_lock_decision({"run_id": "20260117T081734Z-0000"}, True, 7200, 3600, run)
-    assert stale["action"] == "stale" and "20260117T081734Z-0000" in stale["message"]
-    held = run_lock_decision({"run_id": "20260117T101700Z-cafe"}, True, 34, 3600, run)
-    assert held["action"] == "held"
-    assert "20260117T101700Z-cafe" in held["message"]
-    # A lock whose owner file is not written yet is held by a run we cannot name.
-    unnamed = run_lock_decision(None, True, 1, 3600, run)
-    assert unnamed["action"] == "held" and "unknown run" in unnamed["message"]
-
-
-def test_run_id_shape() -> None:
-    assert is_run_id("20260117T101734Z-ab12")
-    assert not is_run_id("../../etc")
-    assert not is_run_id("20260117T101734Z-ab12/../x")
-    assert not is_run_id(None)
