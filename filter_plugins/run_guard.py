@@ -1,12 +1,76 @@
-"""The run's guards, as pure functions: whether a run may take the lock it found, and
-whether a run id is safe to build paths from."""
+"""The run's guards, as pure functions: every option of the run checked before the first
+change, paths proven to stay under their roots, whether a run may take the lock it found.
+
+Each problem is one sentence that names the option. `RUN_OPTIONS` is the one list of the
+options an operator may give (inventory, `-e`, AWX survey) with what each accepts; the unit
+tests prove that every role's argument_specs option is listed here (or in `INTERNAL`) and that
+every role default passes.
+"""
 
 from __future__ import annotations
 
+import posixpath
 import re
+from collections.abc import Mapping
 from typing import Any
 
 _RUN_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4,8}$")
+_WHOLE = re.compile(r"^[+-]?[0-9]+$")
+# Ansible's own spellings of a boolean (module_utils.parsing.convert_bool).
+_TRUE = {"y", "yes", "on", "1", "true", "t"}
+_FALSE = {"n", "no", "off", "0", "false", "f"}
+_UNITS = (("_ms", "milliseconds"), ("_s", "seconds"))
+
+# kind, then bounds for numbers: (minimum, maximum or None).
+RUN_OPTIONS: dict[str, tuple] = {
+    "preflight_run_id": ("run_id",),
+    "preflight_lock_path": ("path",),
+    "preflight_lock_stale_s": ("int", 1, None),
+    "preflight_take_lock": ("bool",),
+    "preflight_check_client": ("bool",),
+    "preflight_check_redis": ("bool",),
+    "preflight_fail_on_missing": ("bool",),
+    "evidence_root": ("path",),
+    "evidence_window_s": ("int", 1, None),
+    "evidence_reuse_verify_window": ("bool",),
+    "evidence_stall_idle_ms": ("int", 0, None),
+    "evidence_lag_tolerance": ("int", 0, None),
+    "evidence_pending_scan_limit": ("int", 1, None),
+    "consumer_recovery_min_idle_ms": ("int", 0, None),
+    "consumer_recovery_retire": ("bool",),
+    # The same bounds as redis_stream_reclaim's batch_size (its default is the only one).
+    "consumer_recovery_batch_size": ("int", 1, 10000),
+    "consumer_recovery_plan_id_cap": ("int", 0, None),
+    "governor_reset_above_limit": ("bool",),
+    "service_restart_extra_stages": ("stages",),
+    "service_restart_timeout_s": ("int", 1, None),
+    "service_restart_poll_s": ("int", 1, None),
+    "service_restart_require_advance": ("bool",),
+    "service_restart_journal_lines": ("int", 0, None),
+    "stream_verify_window_s": ("int", 1, None),
+    "stream_verify_stall_idle_ms": ("int", 0, None),
+    "stream_verify_lag_tolerance": ("int", 0, None),
+    "stream_verify_fail": ("bool",),
+    "report_fetch_root": ("path",),
+    "report_fetch": ("bool",),
+}
+# Set by the run itself (one role's result handed to the next, a playbook's own choice): given
+# from outside they would bypass a check (a diagnosis wording on a LIVE run, a path not built
+# from the validated run id), so they are refused.
+INTERNAL = (
+    "evidence_phase",
+    "preflight_lock_held",
+    "preflight_changes_allowed",
+    "consumer_recovery_evidence",
+    "consumer_recovery_verdicts",
+    "service_restart_verdicts",
+    "service_restart_unit_list",
+    "stream_verify_before_verdicts",
+    "report_fetch_dir",
+    "report_diagnosis_only",
+    "report_failed_task",
+    "unit_backup_dir",
+)
 
 
 def run_lock_decision(
@@ -14,18 +78,16 @@ def run_lock_decision(
     exists: bool,
     age_s: float | int | None,
     stale_s: float | int,
-    run_id: str,
 ) -> dict[str, Any]:
-    """What to do with the run lock as found: {action, holder, age_s, message}.
-    action: `free` (nobody holds it), `ours` (this run holds it), `stale` (held longer than
-    `stale_s`: may be taken over, with a warning) or `held` (another run holds it: stop)."""
+    """What to do with the pipeline's run lock as found: {action, holder, age_s, message}.
+    action: `free` (nobody holds it), `stale` (held longer than `stale_s`: may be taken over,
+    with a warning) or `held` (another run holds it: stop). A lock found is never this run's:
+    the lock belongs to the pipeline, and a run id is new (its evidence directory must not
+    exist), so a run id passed twice cannot let a second run through."""
     holder = str((owner or {}).get("run_id") or "an unknown run")
     age = None if age_s is None else int(age_s)
     if not exists:
         return {"action": "free", "holder": None, "age_s": None, "message": "The run lock is free."}
-    if owner and owner.get("run_id") == run_id:
-        message = f"Run {run_id} holds the run lock."
-        return {"action": "ours", "holder": holder, "age_s": age, "message": message}
     if age is not None and age > int(stale_s):
         return {
             "action": "stale",
@@ -53,11 +115,185 @@ def is_run_id(value: Any) -> bool:
     return isinstance(value, str) and bool(_RUN_ID.match(value))
 
 
+def _whole(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _WHOLE.match(value.strip()):
+        return int(value.strip())
+    return None
+
+
+def _is_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    return isinstance(value, (str, int)) and str(value).strip().lower() in _TRUE | _FALSE
+
+
+def path_problem(value: Any, name: str) -> str | None:
+    """Why `value` is not an absolute, normalised path (no `.` or `..` component, no `//`,
+    not `/` itself), in one sentence naming the option; None when it is one."""
+    if not isinstance(value, str) or not value:
+        return f"{name} must be an absolute path (got {value!r})."
+    if "\0" in value or "\n" in value:
+        return f"{name} must be an absolute path on one line, without NUL (got {value!r})."
+    trimmed = value.rstrip("/") or "/"
+    if not value.startswith("/") or "//" in value or posixpath.normpath(trimmed) != trimmed or trimmed == "/":
+        return (
+            f"{name} must be an absolute path without '.' or '..' components, other than / itself "
+            f"(got {value!r})."
+        )
+    return None
+
+
+def is_under(path: Any, root: Any) -> bool:
+    """Whether `path`, normalised, is `root` or below it (lexically: both come from validated
+    options, never from a link the target could plant)."""
+    if not isinstance(path, str) or not isinstance(root, str) or not root.startswith("/"):
+        return False
+    root_n = posixpath.normpath(root)
+    path_n = posixpath.normpath(path)
+    return path_n == root_n or path_n.startswith(root_n.rstrip("/") + "/")
+
+
+def _option_problem(name: str, value: Any, spec: tuple, stage_names: list[str]) -> str | None:
+    kind = spec[0]
+    if kind == "internal":
+        return f"{name} is set by the run itself and cannot be given: remove it (-e {name}=...)."
+    if kind == "bool":
+        if _is_bool(value):
+            return None
+        return f"{name} must be true or false (got {value!r})."
+    if kind == "int":
+        low, high = spec[1], spec[2]
+        unit = next((u for suffix, u in _UNITS if name.endswith(suffix)), "")
+        what = f"a whole number of {unit}" if unit else "a whole number"
+        bounds = f"{low} or more" if high is None else f"from {low} to {high}"
+        number = _whole(value)
+        if number is None or number < low or (high is not None and number > high):
+            return f"{name} must be {what}, {bounds} (got {value!r})."
+        return None
+    if kind == "path":
+        return path_problem(value, name)
+    if kind == "run_id":
+        if is_run_id(value):
+            return None
+        return f"{name} {value!r} is not a run id (YYYYmmddTHHMMSSZ-xxxx): leave it unset to get a new one."
+    if kind == "stages":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return f"{name} must be a list of stage names (got {value!r})."
+        unknown = [v for v in value if v not in stage_names]
+        if unknown:
+            return (
+                f"{name} names unknown stage {', '.join(repr(u) for u in unknown)}: "
+                f"the pipeline's stages are {', '.join(stage_names)}."
+            )
+        return None
+    raise ValueError(f"unknown option kind {kind!r} for {name}")
+
+
+def run_option_names(_unused: Any = None) -> list[str]:
+    """Every option name `run_option_problems` checks: `RUN_OPTIONS`, then `INTERNAL` (a
+    filter of nothing: `none | run_option_names`)."""
+    return list(RUN_OPTIONS) + [name for name in INTERNAL if name not in RUN_OPTIONS]
+
+
+def pipeline_guard_problems(pipeline: Any) -> list[str]:
+    """What of the pipeline definition is used before `validate_pipeline`'s checks matter: the
+    connection must be a mapping (the modules' `connection` option), the name names the run
+    lock (a file name), the mode file is an absolute path."""
+    if not isinstance(pipeline, Mapping):
+        return []  # validate_pipeline says so
+    problems: list[str] = []
+    redis = pipeline.get("redis")
+    if not isinstance(redis, Mapping):
+        problems.append(
+            "pipeline.redis must be a mapping of connection options (host, port, password, ...), "
+            f"got {type(redis).__name__} {redis!r}."
+            if not isinstance(redis, Mapping) and redis is not None
+            else "pipeline.redis must be a mapping of connection options (host, port, password, ...)."
+        )
+    name = pipeline.get("name")
+    if isinstance(name, str) and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
+        problems.append(
+            f"pipeline.name {name!r} must be letters, digits, '.', '_' or '-' (it names the run lock file)."
+        )
+    mode_file = pipeline.get("mode_file")
+    problem = path_problem(mode_file, "pipeline.mode_file")
+    if problem:
+        problems.append(problem)
+    if not isinstance(pipeline.get("mode_variable"), str) or not pipeline.get("mode_variable"):
+        problems.append("pipeline.mode_variable must name the mode variable (e.g. BINANCE_TESTNET).")
+    return problems
+
+
+def missing_unit_problems(states: Mapping[str, Any] | None, pipeline: Any, host: Any = None) -> list[str]:
+    """One sentence per pipeline unit the target's systemd does not know (`states`: the
+    evidence_format `unit_states` of one `systemctl show --property=Id,LoadState`), or could
+    not be asked about."""
+    stage_list = pipeline.get("stages") if isinstance(pipeline, Mapping) else None
+    problems: list[str] = []
+    for index, stage in enumerate(stage_list if isinstance(stage_list, list) else []):
+        if not isinstance(stage, Mapping) or not stage.get("unit"):
+            continue
+        unit = str(stage.get("unit"))
+        state = (states or {}).get(unit) if isinstance(states, Mapping) else None
+        state = state if isinstance(state, Mapping) else {}
+        where = f"pipeline.stages[{index}].unit {unit} (stage {stage.get('name')})"
+        if state.get("error"):
+            problems.append(f"Cannot ask systemd on {host} about {where}: {state['error']}.")
+        elif state.get("load_state") != "loaded":
+            load_state = state.get("load_state") or "unknown"
+            problems.append(
+                f"{where} does not exist on {host} (systemd LoadState={load_state}): "
+                "fix the unit name in the pipeline definition or install the unit."
+            )
+    return problems
+
+
+def run_option_problems(given: Mapping[str, Any] | None, pipeline: Any = None, host: Any = None) -> list[str]:
+    """Problems with the options given to the run (`{name: value}`, only those set by the
+    operator: inventory, play or extra vars), one sentence each; stage names are checked
+    against `pipeline.stages`; `host` (the inventory hostname) names a directory on the
+    controller."""
+    stage_list = pipeline.get("stages") if isinstance(pipeline, Mapping) else None
+    stages = [
+        str(stage.get("name"))
+        for stage in (stage_list if isinstance(stage_list, list) else [])
+        if isinstance(stage, Mapping) and stage.get("name")
+    ]
+    problems: list[str] = []
+    for name, value in (given or {}).items():
+        spec = RUN_OPTIONS.get(name) or (("internal",) if name in INTERNAL else None)
+        if spec is None:
+            continue
+        problem = _option_problem(name, value, spec, stages)
+        if problem:
+            problems.append(problem)
+    if host is not None and (
+        not isinstance(host, str) or host in ("", ".", "..") or "/" in host or "\0" in host
+    ):
+        problems.append(
+            f"inventory_hostname {host!r} cannot name the run's directory on the controller: "
+            "use a host name without '/' that is not '.' or '..'."
+        )
+    return problems
+
+
 class FilterModule:
-    """The run lock and the run id."""
+    """The run's options, paths, lock and run id."""
 
     def filters(self) -> dict[str, Any]:
         return {
+            "run_option_problems": run_option_problems,
+            "run_option_names": run_option_names,
+            "missing_unit_problems": missing_unit_problems,
+            "pipeline_guard_problems": pipeline_guard_problems,
+            "path_problem": path_problem,
+            "is_under": is_under,
             "run_lock_decision": run_lock_decision,
             "is_run_id": is_run_id,
         }

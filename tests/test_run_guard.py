@@ -1,26 +1,177 @@
-"""The run's guards: the run lock decisions and the run id's shape."""
+"""The run's guards: every option checked before the first change (one sentence naming it),
+paths that stay under their roots, the run lock decisions and the run id's shape."""
 
 from __future__ import annotations
 
-from conftest import load_project_file
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import PROJECT_ROOT, load_project_file
 
 run_guard = load_project_file("filter_plugins/run_guard.py")
 run_lock_decision = run_guard.run_lock_decision
 is_run_id = run_guard.is_run_id
+run_option_problems = run_guard.run_option_problems
+path_problem = run_guard.path_problem
+is_under = run_guard.is_under
+missing_unit_problems = run_guard.missing_unit_problems
+pipeline_guard_problems = run_guard.pipeline_guard_problems
+
+LAB_PIPELINE = PROJECT_ROOT / "inventory/lab/group_vars/all/pipeline.yml"
+PIPELINE = yaml.safe_load(LAB_PIPELINE.read_text())["pipeline"]
+ROLES = sorted(p.parent.parent for p in PROJECT_ROOT.glob("roles/*/meta/argument_specs.yml"))
+# Options every role takes from the run itself or validates elsewhere (validate_pipeline).
+NOT_RUN_OPTIONS = {"pipeline"}
 
 
-def test_lock_free_ours_stale_held() -> None:
-    run = "20260117T101734Z-ab12"
-    assert run_lock_decision(None, False, None, 3600, run)["action"] == "free"
-    assert run_lock_decision({"run_id": run}, True, 5, 3600, run)["action"] == "ours"
-    stale = run_lock_decision({"run_id": "20260117T081734Z-0000"}, True, 7200, 3600, run)
+def _spec_options(role: Path) -> set[str]:
+    specs = yaml.safe_load((role / "meta/argument_specs.yml").read_text())["argument_specs"]
+    return {name for entry in specs.values() for name in (entry.get("options") or {})}
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
+def test_every_role_option_is_checked(role: Path) -> None:
+    known = set(run_guard.RUN_OPTIONS) | set(run_guard.INTERNAL) | NOT_RUN_OPTIONS
+    assert _spec_options(role) - known == set()
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
+def test_every_role_default_passes(role: Path) -> None:
+    defaults = yaml.safe_load((role / "defaults/main.yml").read_text()) or {}
+    given = {
+        name: value
+        for name, value in defaults.items()
+        if name in run_guard.RUN_OPTIONS and not (isinstance(value, str) and "{{" in value)
+    }
+    assert run_option_problems(given, PIPELINE, "qt-lab") == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("service_restart_timeout_s", 0),
+        ("service_restart_timeout_s", "0"),
+        ("service_restart_poll_s", -2),
+        ("stream_verify_window_s", -1),
+        ("stream_verify_window_s", "abc"),
+        ("stream_verify_window_s", "1.5"),
+        ("stream_verify_window_s", True),
+        ("evidence_window_s", -5),
+        ("evidence_window_s", 0),
+        ("evidence_stall_idle_ms", -1),
+        ("evidence_pending_scan_limit", 0),
+        ("consumer_recovery_batch_size", 0),
+        ("consumer_recovery_batch_size", 20000),
+        ("consumer_recovery_min_idle_ms", -1),
+        ("consumer_recovery_plan_id_cap", -1),
+        ("consumer_recovery_retire", "maybe"),
+        ("report_fetch", "perhaps"),
+        ("preflight_lock_stale_s", 0),
+        ("service_restart_journal_lines", -1),
+        ("stream_verify_lag_tolerance", -1),
+        ("service_restart_extra_stages", ["nosuch"]),
+        ("service_restart_extra_stages", "router"),
+        ("preflight_run_id", "../../../../etc/quantum"),
+        ("preflight_run_id", "20260117T101734Z-ab12/../../x"),
+        ("report_fetch_root", "relative/dir"),
+        ("report_fetch_root", "/tmp/x/../../etc"),
+        ("report_fetch_root", "/"),
+        ("evidence_root", "/var/lib/../../etc"),
+        ("evidence_root", "/var/lib/./x"),
+        ("evidence_root", "//var/lib/x"),
+        ("preflight_lock_path", "run/x.lock"),
+        ("evidence_phase", "after"),
+        ("report_diagnosis_only", True),
+        ("report_fetch_dir", "/etc"),
+        ("unit_backup_dir", "/etc/systemd/system"),
+    ],
+)
+def test_bad_option_is_one_sentence_naming_it(name: str, value: object) -> None:
+    problems = run_option_problems({name: value}, PIPELINE, "qt-lab")
+    assert len(problems) == 1
+    sentence = problems[0]
+    assert sentence.startswith(name) and sentence.endswith(".") and "\n" not in sentence
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("service_restart_timeout_s", "60"),
+        ("service_restart_timeout_s", 1),
+        ("consumer_recovery_batch_size", 10000),
+        ("consumer_recovery_batch_size", "1"),
+        ("consumer_recovery_retire", "no"),
+        ("report_fetch", False),
+        ("evidence_stall_idle_ms", 0),
+        ("service_restart_extra_stages", ["router", "execution"]),
+        ("service_restart_extra_stages", []),
+        ("preflight_run_id", "20260117T101734Z-ab12"),
+        ("report_fetch_root", "/tmp/qt/evidence/"),
+        ("evidence_root", "/var/lib/quantum-remediation/evidence"),
+    ],
+)
+def test_good_option_passes(name: str, value: object) -> None:
+    assert run_option_problems({name: value}, PIPELINE, "qt-lab") == []
+
+
+def test_unrelated_variables_are_not_judged() -> None:
+    assert run_option_problems({"ansible_host": "x", "lab_redis_port": "abc"}, PIPELINE, "h") == []
+
+
+@pytest.mark.parametrize("host", ["../etc", "a/b", "..", ""])
+def test_host_name_must_be_one_path_component(host: str) -> None:
+    problems = run_option_problems({}, PIPELINE, host)
+    assert len(problems) == 1 and problems[0].startswith("inventory_hostname")
+
+
+def test_is_under() -> None:
+    assert is_under("/tmp/x/a/b/c/d/host/20260117T101734Z-ab12", "/tmp/x/a/b/c/d")
+    assert not is_under("/tmp/x/a/b/c/d/host/../../../../etc/quantum", "/tmp/x/a/b/c/d")
+    assert not is_under("/tmp/x/ab", "/tmp/x/a")
+    assert not is_under("/etc", "relative")
+    assert path_problem("/a/b", "x") is None
+
+
+def test_pipeline_redis_must_be_a_mapping() -> None:
+    problems = pipeline_guard_problems({**PIPELINE, "redis": "127.0.0.1:6379"})
+    assert len(problems) == 1 and problems[0].startswith("pipeline.redis must be a mapping")
+    assert pipeline_guard_problems(PIPELINE) == []
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "quantum trader"])
+def test_pipeline_name_names_a_lock_file(name: str) -> None:
+    problems = pipeline_guard_problems({**PIPELINE, "name": name})
+    assert len(problems) == 1 and problems[0].startswith("pipeline.name")
+
+
+def test_missing_unit_is_named() -> None:
+    units = [stage["unit"] for stage in PIPELINE["stages"]]
+    states = {unit: {"unit": unit, "load_state": "loaded"} for unit in units}
+    assert missing_unit_problems(states, PIPELINE, "qt-lab") == []
+    states[units[1]] = {"unit": units[1], "load_state": "not-found"}
+    problems = missing_unit_problems(states, PIPELINE, "qt-lab")
+    assert len(problems) == 1
+    expected = f"pipeline.stages[1].unit {units[1]} (stage router) does not exist on qt-lab"
+    assert problems[0].startswith(expected)
+
+
+def test_lock_free_stale_held() -> None:
+    assert run_lock_decision(None, False, None, 3600)["action"] == "free"
+    stale = run_lock_decision({"run_id": "20260117T081734Z-0000"}, True, 7200, 3600)
     assert stale["action"] == "stale" and "20260117T081734Z-0000" in stale["message"]
-    held = run_lock_decision({"run_id": "20260117T101700Z-cafe"}, True, 34, 3600, run)
+    held = run_lock_decision({"run_id": "20260117T101700Z-cafe"}, True, 34, 3600)
     assert held["action"] == "held"
     assert "20260117T101700Z-cafe" in held["message"]
     # A lock whose owner file is not written yet is held by a run we cannot name.
-    unnamed = run_lock_decision(None, True, 1, 3600, run)
+    unnamed = run_lock_decision(None, True, 1, 3600)
     assert unnamed["action"] == "held" and "unknown run" in unnamed["message"]
+
+
+def test_a_lock_found_is_never_this_runs() -> None:
+    # The lock belongs to the pipeline: a run id passed twice does not let a second run in.
+    run = "20260117T101734Z-ab12"
+    assert run_lock_decision({"run_id": run, "token": "x"}, True, 5, 3600)["action"] == "held"
 
 
 def test_run_id_shape() -> None:
