@@ -60,6 +60,7 @@ RUN_OPTIONS: dict[str, tuple] = {
 INTERNAL = (
     "evidence_phase",
     "preflight_lock_held",
+    "preflight_lock_token",
     "preflight_changes_allowed",
     "consumer_recovery_evidence",
     "consumer_recovery_verdicts",
