@@ -52,20 +52,124 @@ def _entries(count: int) -> str:
 # consumer_recovery
 
 
+def _version(info: Any) -> tuple[int, ...] | None:
+    text = str(_mapping(_mapping(info).get("server")).get("version") or "")
+    parts = []
+    for part in text.split(".")[:2]:
+        if not part.isdigit():
+            return None
+        parts.append(int(part))
+    return tuple(parts) if parts else None
+
+
+def _idle_proves_nothing(info: Any) -> str:
+    """Why an idle consumer holding nothing is not proven dead, for this server."""
+    version = _version(info)
+    if version is not None and version >= (7, 2):
+        return (
+            "holds nothing, and idle time does not prove a consumer dead (a read blocked on an "
+            "empty stream does not reset it)"
+        )
+    shown = _mapping(_mapping(info).get("server")).get("version") or "7.0"
+    return (
+        f"holds nothing, and on Redis {shown} idle time does not prove a consumer dead (an "
+        "empty read does not reset it)"
+    )
+
+
+def _judge_stage(
+    stage: Mapping, info: Mapping, verdicts: Mapping | None, threshold: int
+) -> tuple[str | None, list[dict], list[dict]]:
+    """`(verdict, dead, left_alone)` for the consumers of a consumer stage other than its live
+    one, each `{name, pending, idle_ms, why}`. `verdict` is the stage's verdict name, or None
+    when the stage was not judged."""
+    live = stage.get("consumer")
+    consumers = _mapping(_group_info(info, stage).get("consumers"))
+    verdict = _mapping(_mapping(verdicts).get(stage.get("name")))
+    dead: list[dict] = []
+    left_alone: list[dict] = []
+    for name, state in consumers.items():
+        if name == live:
+            continue
+        state = _mapping(state)
+        if verdict.get("verdict") == "OK":
+            is_dead, why = False, "its stage is OK: nothing is reclaimed or retired on a healthy stage"
+        elif verdict.get("verdict"):
+            is_dead, why = _judged(name, state, verdict, info, threshold)
+        else:
+            is_dead, why = _unjudged(state, threshold)
+        pending, idle = _int(state.get("pending")) or 0, _int(state.get("idle_ms"))
+        judged = {"name": name, "pending": pending, "idle_ms": idle, "why": why}
+        (dead if is_dead else left_alone).append(judged)
+    return verdict.get("verdict"), dead, left_alone
+
+
+def _named(items: Any) -> dict[Any, Mapping]:
+    return {item.get("name"): item for item in items or [] if isinstance(item, Mapping)}
+
+
+def _judged(name: str, state: Mapping, verdict: Mapping, info: Mapping, threshold: int) -> tuple[bool, str]:
+    """Dead or not, and why, on a stage judged over the evidence window (not OK)."""
+    pending, idle = _int(state.get("pending")) or 0, _int(state.get("idle_ms"))
+    flagged = _named(verdict.get("dead_consumers")).get(name)
+    if flagged is not None:
+        return True, (
+            f"holds {_entries(pending)} and did not advance across the evidence window; its oldest "
+            f"entry was last delivered {_int(flagged.get('oldest_pending_idle_ms'))} ms ago"
+        )
+    if pending:
+        return False, (
+            f"holds {_entries(pending)} but is not proven stuck: it advanced during the evidence "
+            "window, or its oldest entry was delivered within it"
+        )
+    if name not in _named(verdict.get("silent_consumers")):
+        return False, _idle_proves_nothing(info)
+    if idle is None or idle < threshold:
+        return False, f"holds nothing and made no read in the evidence window, but is idle only {idle} ms"
+    return True, (
+        f"holds nothing and made no read while entries waited for its group all through the "
+        f"evidence window (idle {idle} ms)"
+    )
+
+
+def _unjudged(state: Mapping, threshold: int) -> tuple[bool, str]:
+    """Dead or not, and why, from one snapshot (no verdict for the stage)."""
+    pending, idle = _int(state.get("pending")) or 0, _int(state.get("idle_ms"))
+    if not pending:
+        return False, "holds nothing, and without verdicts over a window nothing proves it dead"
+    delivered = _int(state.get("oldest_pending_idle_ms"))
+    clocks = f"idle {idle} ms, oldest entry last delivered {delivered} ms ago"
+    if idle is not None and delivered is not None and min(idle, delivered) >= threshold:
+        return True, f"holds {_entries(pending)}, {clocks}"
+    return False, f"holds {_entries(pending)} but is not proven stuck without verdicts: {clocks}"
+
+
 def consumer_recovery_plan(
     pipeline: Mapping, info: Mapping, verdicts: Mapping | None = None, min_idle_ms: int = 60000
 ) -> list[dict]:
     """Per consumer stage that has something to do: `{stage, stream, group, claim_to,
-    consumers, dead_letter, dead: [{name, pending, idle_ms, why}], summary, live_pending,
-    live_oldest_pending_age_ms}`.
+    consumers, dead_letter, dead: [{name, pending, idle_ms, why}], left_alone: [{name,
+    pending, idle_ms, why}], summary, live_pending, live_oldest_pending_age_ms}`.
 
-    Dead consumers are the group's consumers other than the stage's live one that either
-    hold entries and did not advance across the evidence window (the verdicts'
-    `dead_consumers`; without verdicts, those holding entries and idle at least
-    `min_idle_ms`) or hold nothing and are idle at least `min_idle_ms`. With a dead-letter
-    policy the live consumer is listed too, so that its own too-old entries are
-    dead-lettered. A stage with no dead consumer and no policy is left out: the live
-    consumer's own PEL is replayed by its service at restart.
+    A stage whose verdict is OK is left out entirely: nothing is reclaimed, retired or
+    dead-lettered on a healthy stage. On the others, the dead consumers (never the stage's
+    live one) are those the verdicts prove dead, one definition with `stage_verdicts`:
+    - holding entries: its `dead_consumers` (did not advance across the evidence window and
+      its oldest pending entry was not delivered during it: XPENDING's per-entry delivery
+      clock, reset by any re-delivery or claim);
+    - holding nothing: its `silent_consumers` (made no read while entries waited undelivered
+      for the group all through the window) idle at least `min_idle_ms`.
+    Idle time alone never proves a consumer dead: on Redis 7.0 an empty XREADGROUP does not
+    reset it (a consumer polling every 200 ms looks idle), and from 7.2 a read blocked on an
+    empty stream does not either. Any other consumer is listed in `left_alone` with why.
+
+    Without verdicts for a stage (none given, or the stage not in them), one snapshot is all
+    there is: a consumer holding entries is dead when both its idle time and its oldest
+    entry's delivery clock are at least `min_idle_ms`; one holding nothing is never retired.
+
+    With a dead-letter policy the live consumer is listed too, so that its own too-old
+    entries are dead-lettered. A stage with no dead consumer and no policy is left out: the
+    live consumer's own PEL is replayed by its service at restart.
     """
     threshold = _int(min_idle_ms)
     if threshold is None or threshold < 0:
@@ -74,32 +178,14 @@ def consumer_recovery_plan(
     for stage in _stages(pipeline):
         if not stage.get("input_stream"):
             continue
+        judged, dead, left_alone = _judge_stage(stage, info, verdicts, threshold)
+        if judged == "OK":
+            continue
         live = stage.get("consumer")
-        group = _group_info(info, stage)
-        consumers = _mapping(group.get("consumers"))
-        verdict = _mapping(_mapping(verdicts).get(stage.get("name")))
-        flagged = {d.get("name"): d for d in verdict.get("dead_consumers") or [] if isinstance(d, Mapping)}
-        dead: list[dict] = []
-        for name, state in consumers.items():
-            if name == live:
-                continue
-            state = _mapping(state)
-            pending = _int(state.get("pending")) or 0
-            idle = _int(state.get("idle_ms"))
-            idle_enough = idle is not None and idle >= threshold
-            if name in flagged:
-                why = "holds entries and did not advance across the evidence window"
-            elif pending == 0 and idle_enough:
-                why = f"holds nothing and is idle {idle} ms"
-            elif pending > 0 and idle_enough and not verdicts:
-                why = f"holds entries and is idle {idle} ms"
-            else:
-                continue
-            dead.append({"name": name, "pending": pending, "idle_ms": idle, "why": why})
         dead_letter = stage.get("dead_letter") or None
         if not dead and not dead_letter:
             continue
-        live_state = _mapping(consumers.get(live))
+        live_state = _mapping(_mapping(_group_info(info, stage).get("consumers")).get(live))
         names = [d["name"] for d in dead] + ([live] if dead_letter else [])
         drains = ", ".join(f"{d['name']} ({_entries(d['pending'])})" for d in dead)
         summary = f"{stage.get('name')}: drain {drains} into {live} and retire them" if dead else ""
@@ -107,6 +193,8 @@ def consumer_recovery_plan(
             target = _mapping(dead_letter).get("stream")
             policy = f"dead-letter to {target} what is too old or too often delivered"
             summary = f"{summary}; {policy}" if summary else f"{stage.get('name')}: {policy} (also on {live})"
+        if left_alone:
+            summary += "; left alone: " + ", ".join(f"{k['name']} ({k['why']})" for k in left_alone)
         plan.append(
             {
                 "stage": stage.get("name"),
@@ -116,12 +204,31 @@ def consumer_recovery_plan(
                 "consumers": names,
                 "dead_letter": dict(dead_letter) if dead_letter else None,
                 "dead": dead,
+                "left_alone": left_alone,
                 "summary": summary,
                 "live_pending": _int(live_state.get("pending")) or 0,
                 "live_oldest_pending_age_ms": _int(live_state.get("oldest_pending_age_ms")),
             }
         )
     return plan
+
+
+def consumer_recovery_left_alone(
+    pipeline: Mapping, info: Mapping, verdicts: Mapping | None = None, min_idle_ms: int = 60000
+) -> list[str]:
+    """One line per consumer the plan leaves alone (other than a stage's live one), every
+    consumer stage, OK ones too: `"router: router-2 left alone: holds nothing, and on Redis
+    7.0.15 idle time does not prove a consumer dead (...)"`. Same rules as
+    consumer_recovery_plan."""
+    threshold = _int(min_idle_ms)
+    if threshold is None or threshold < 0:
+        raise AnsibleFilterError(f"min_idle_ms must be a number of milliseconds >= 0, got {min_idle_ms!r}.")
+    lines: list[str] = []
+    for stage in _stages(pipeline):
+        if stage.get("input_stream"):
+            for kept in _judge_stage(stage, info, verdicts, threshold)[2]:
+                lines.append(f"{stage.get('name')}: {kept['name']} left alone: {kept['why']}")
+    return lines
 
 
 def consumer_recovery_restart_stages(
@@ -397,6 +504,7 @@ class FilterModule:
     def filters(self) -> dict:
         return {
             "consumer_recovery_plan": consumer_recovery_plan,
+            "consumer_recovery_left_alone": consumer_recovery_left_alone,
             "consumer_recovery_restart_stages": consumer_recovery_restart_stages,
             "consumer_recovery_summary": consumer_recovery_summary,
             "governed_stage": governed_stage,

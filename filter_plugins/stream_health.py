@@ -372,6 +372,7 @@ def _base_verdict(stage: Mapping, window_ms: int | None, service: Mapping | None
         "oldest_pending_age_ms": None,
         "dead_consumers": [],
         "empty_consumers": [],
+        "silent_consumers": [],
         "governor": None,
     }
 
@@ -410,33 +411,68 @@ def _producer_verdict(
 
 
 def _dead_consumers(
-    group_after: Mapping, group_delta: Mapping, live: str | None
-) -> tuple[list, list]:
-    """Consumers other than the stage's live one: those holding entries without advancing
-    (nobody will ever process those entries) and those holding none."""
-    dead, empty = [], []
+    group_after: Mapping, group_delta: Mapping, live: str | None, window_ms: int | None
+) -> tuple[list, list, list]:
+    """The group's consumers other than the stage's live one, judged on what the server's
+    own clocks prove across the window: `(dead, empty, silent)`.
+
+    Dead: holds entries and is stuck on them. It was there at both ends of the window and did
+    not advance (its pending count did not change and its clock was not reset: on Redis 7.0
+    `idle` restarts only when entries are delivered to it, from 7.2 on any read), and its
+    oldest pending entry was not delivered, re-read or claimed during the window
+    (`oldest_pending_idle_ms`, XPENDING's per-entry delivery clock, at least the window). A
+    live consumer that reads, re-reads its PEL or acknowledges resets or shrinks one of them.
+
+    Empty: holds nothing (every such name). Idle time proves nothing about them: on Redis 7.0
+    an empty XREADGROUP does not reset it (a consumer polling every 200 ms looks idle), and
+    from 7.2 a read blocked on an empty stream does not either.
+
+    Silent: the empty ones proven not to read: entries waited undelivered for the group all
+    through the window (lag above 0 at both ends and entries-read flat, so the backlog never
+    emptied) and the consumer's clock was not reset. A read with `>` would have been served
+    (Redis never leaves a `>` read blocked while entries wait undelivered) and a read with
+    `0` resets the clock on every version, so it made no read in the window."""
+    dead, empty, silent = [], [], []
     deltas = _mapping(group_delta.get("consumers"))
+    lags = (_int_or_none(group_delta.get("lag_before")), _int_or_none(group_delta.get("lag_after")))
+    backlog_stood = (
+        None not in lags
+        and min(lags) > 0
+        and _int_or_none(group_delta.get("entries_read_delta")) == 0
+    )
     for name, info in _mapping(group_after.get("consumers")).items():
         if name == live:
             continue
         info = _mapping(info)
+        delta = _mapping(deltas.get(name))
+        still = bool(delta.get("present_before")) and not delta.get("advanced")
         pending = _int_or_none(info.get("pending")) or 0
         if pending == 0:
             empty.append(name)
+            if still and backlog_stood:
+                silent.append(
+                    {
+                        "name": name,
+                        "idle_ms": _int_or_none(info.get("idle_ms")),
+                        "inactive_ms": _int_or_none(info.get("inactive_ms")),
+                    }
+                )
             continue
-        if _mapping(deltas.get(name)).get("advanced"):
-            continue  # another worker using its own name, busy right now: not orphaned
+        delivered_ms = _int_or_none(info.get("oldest_pending_idle_ms"))
+        if not still or delivered_ms is None or delivered_ms < (window_ms or 0):
+            continue  # reading, acknowledging, or its oldest entry was delivered just now
         dead.append(
             {
                 "name": name,
                 "pending": pending,
                 "idle_ms": _int_or_none(info.get("idle_ms")),
                 "oldest_pending_age_ms": _int_or_none(info.get("oldest_pending_age_ms")),
+                "oldest_pending_idle_ms": delivered_ms,
                 "oldest_pending_id": info.get("oldest_pending_id"),
                 "max_delivery_count": _int_or_none(info.get("max_delivery_count")),
             }
         )
-    return dead, empty
+    return dead, empty, silent
 
 
 def _dead_text(dead: list, live: str | None) -> str:
@@ -495,8 +531,8 @@ def _consumer_verdict(
         oldest_pending_id=_mapping(live_info).get("oldest_pending_id"),
         oldest_pending_age_ms=age,
     )
-    dead, empty = _dead_consumers(group_after, group_delta, live)
-    record.update(dead_consumers=dead, empty_consumers=empty)
+    dead, empty, silent = _dead_consumers(group_after, group_delta, live, record["window_ms"])
+    record.update(dead_consumers=dead, empty_consumers=empty, silent_consumers=silent)
 
     if lag is not None:
         undelivered: bool | None = lag > 0
@@ -602,8 +638,16 @@ def stage_verdicts(
     output_added, input_grew, lag, lag_before, pending, pending_before, entries_read_delta,
     consumer_present, consumer_pending, consumer_idle_ms, consumer_inactive_ms,
     oldest_pending_id, oldest_pending_age_ms, dead_consumers: [{name, pending, idle_ms,
-    oldest_pending_age_ms, oldest_pending_id, max_delivery_count}], empty_consumers: [name],
-    governor, needs_restart}}`.
+    oldest_pending_age_ms, oldest_pending_idle_ms, oldest_pending_id, max_delivery_count}],
+    empty_consumers: [name], silent_consumers: [{name, idle_ms, inactive_ms}], governor,
+    needs_restart}}`.
+
+    The one definition of a dead consumer (consumer_recovery_plan reclaims exactly these):
+    `dead_consumers` hold entries, did not advance across the window and their oldest pending
+    entry was not delivered during it; `silent_consumers` hold nothing and provably made no
+    read in the window (entries waited undelivered all through it). Idle time alone proves
+    neither: on Redis 7.0 an empty read does not reset it. A stage with a dead consumer is
+    STALLED (or STOPPED); `empty_consumers` lists every other consumer holding nothing.
 
     `services`: `{unit: {active_state, sub_state, main_pid}}`; a unit absent from it is not
     judged on its service. `governor`: the redis_governor state `{exists, date, count,

@@ -26,13 +26,16 @@ T0 = 1_790_000_000_000
 HOUR = 3_600_000
 
 
-def consumer(pending=0, idle=100, oldest=None, age=None):
+def consumer(pending=0, idle=100, oldest=None, age=None, delivered=None):
+    """`delivered`: XPENDING's time since the oldest pending entry was delivered (default: the
+    consumer's idle time, as for a consumer last served when it took that entry)."""
     return {
         "pending": pending,
         "idle_ms": idle,
         "inactive_ms": None,
         "oldest_pending_id": oldest,
         "oldest_pending_age_ms": age,
+        "oldest_pending_idle_ms": (idle if delivered is None else delivered) if pending else None,
         "max_delivery_count": 1 if pending else 0,
     }
 
@@ -91,25 +94,101 @@ def verdicts_for(before, after, governor=None):
     return sh.stage_verdicts(before, after, PIPELINE, governor=governor)
 
 
+def later(snapshot, ms=60_000):
+    """The same state `ms` later, nobody having touched anything: every clock moved on."""
+    after = copy.deepcopy(snapshot)
+    after["server"]["time_ms"] += ms
+    for stream_state in after["streams"].values():
+        for group_state in stream_state["groups"].values():
+            for c in group_state["consumers"].values():
+                for clock in ("idle_ms", "oldest_pending_age_ms", "oldest_pending_idle_ms"):
+                    if c.get(clock) is not None:
+                        c[clock] += ms
+    return after
+
+
 # ---------------------------------------------------------------------------------------
 # consumer_recovery_plan
 
 
-def test_plan_drains_orphans_and_retires_empty_leftovers_never_the_live_consumer():
+def test_plan_drains_orphans_never_the_live_consumer_and_leaves_an_empty_one_alone():
     before = seed_incident()
-    after = copy.deepcopy(before)
-    after["server"]["time_ms"] += 60_000
-    for c in after["streams"][DECISION]["groups"]["router"]["consumers"].values():
-        c["idle_ms"] += 60_000
+    after = later(before)
     plan = rm.consumer_recovery_plan(PIPELINE, after, verdicts_for(before, after), 60_000)
     assert [p["stage"] for p in plan] == ["router"]
     router = plan[0]
     assert router["claim_to"] == "router-1"
-    assert router["consumers"] == ["router-0", "router-tmp"]
+    assert router["consumers"] == ["router-0"]
     assert router["stream"] == DECISION and router["group"] == "router"
     assert router["dead_letter"] is None
     assert router["live_pending"] == 3
-    assert "drain router-0 (3 entries), router-tmp (0 entries) into router-1" in router["summary"]
+    assert router["dead"][0]["why"] == (
+        "holds 3 entries and did not advance across the evidence window; its oldest entry was last "
+        "delivered 11060000 ms ago"
+    )
+    # The seed's leftover holds nothing, and nothing waited for it (lag 0): on Redis 7.0 its
+    # idle time does not tell a dead consumer from one polling every 200 ms.
+    why = (
+        "holds nothing, and on Redis 7.0.15 idle time does not prove a consumer dead (an empty read "
+        "does not reset it)"
+    )
+    assert router["left_alone"] == [{"name": "router-tmp", "pending": 0, "idle_ms": 9_060_000, "why": why}]
+    assert router["summary"] == (
+        f"router: drain router-0 (3 entries) into router-1 and retire them; left alone: router-tmp ({why})"
+    )
+
+
+def test_an_empty_consumer_that_made_no_read_while_entries_waited_is_retired():
+    before = seed_incident()
+    before["streams"][DECISION]["groups"]["router"]["lag"] = 40
+    after = later(before)
+    verdicts = verdicts_for(before, after)
+    assert [c["name"] for c in verdicts["router"]["silent_consumers"]] == ["router-tmp"]
+    plan = rm.consumer_recovery_plan(PIPELINE, after, verdicts, 60_000)
+    assert plan[0]["consumers"] == ["router-0", "router-tmp"]
+    assert plan[0]["dead"][1]["why"] == (
+        "holds nothing and made no read while entries waited for its group all through the evidence "
+        "window (idle 9060000 ms)"
+    )
+    assert "drain router-0 (3 entries), router-tmp (0 entries) into router-1" in plan[0]["summary"]
+    # Below min_idle_ms it is kept, and says so.
+    plan = rm.consumer_recovery_plan(PIPELINE, after, verdicts, 10 * HOUR)
+    assert plan[0]["consumers"] == ["router-0"]
+    assert plan[0]["left_alone"][0]["why"] == (
+        "holds nothing and made no read in the evidence window, but is idle only 9060000 ms"
+    )
+
+
+def test_a_poller_on_an_ok_stage_is_never_retired():
+    """The trial: on Redis 7.0 a second consumer polling every 200 ms looks idle; its stage is
+    OK, so the plan does not touch it, whatever its idle time."""
+    before = info(router=group({"router-1": consumer(0, 5 * HOUR), "router-2": consumer(0, 5 * HOUR)}))
+    after = later(before)
+    verdicts = verdicts_for(before, after)
+    assert {v["verdict"] for v in verdicts.values()} == {"OK"}
+    assert rm.consumer_recovery_plan(PIPELINE, after, verdicts, 60_000) == []
+    assert rm.consumer_recovery_left_alone(PIPELINE, after, verdicts, 60_000) == [
+        "router: router-2 left alone: its stage is OK: nothing is reclaimed or retired on a healthy stage"
+    ]
+
+
+def test_an_ok_stage_is_skipped_entirely_even_with_a_dead_letter_policy():
+    pipeline = copy.deepcopy(PIPELINE)
+    pipeline["stages"][2]["dead_letter"] = {"stream": "quantum:stream:trade.intent.dead", "max_age_ms": HOUR}
+    before = info()
+    after = later(before)
+    assert rm.consumer_recovery_plan(pipeline, after, verdicts_for(before, after), 60_000) == []
+
+
+def test_on_redis_7_2_the_reason_names_blocked_reads():
+    before = seed_incident()
+    before["server"]["version"] = "7.2.4"
+    after = later(before)
+    plan = rm.consumer_recovery_plan(PIPELINE, after, verdicts_for(before, after), 60_000)
+    assert plan[0]["left_alone"][0]["why"] == (
+        "holds nothing, and idle time does not prove a consumer dead (a read blocked on an empty stream "
+        "does not reset it)"
+    )
 
 
 def test_plan_is_empty_on_a_healthy_pipeline():
@@ -124,17 +203,40 @@ def test_an_orphan_that_advanced_in_the_window_is_left_alone():
     assert plan == []
 
 
-def test_an_empty_consumer_idle_below_the_threshold_is_kept():
-    snapshot = info(router=group({"router-1": consumer(), "router-new": consumer(0, 5_000)}))
+def test_without_verdicts_no_empty_consumer_is_retired_however_idle():
+    snapshot = info(router=group({"router-1": consumer(), "router-new": consumer(0, 5_000),
+                                  "router-old": consumer(0, 9 * HOUR)}))
     assert rm.consumer_recovery_plan(PIPELINE, snapshot, {}, 60_000) == []
+    assert rm.consumer_recovery_plan(PIPELINE, snapshot, None, 60_000) == []
+    assert rm.consumer_recovery_left_alone(PIPELINE, snapshot, None, 60_000)[1] == (
+        "router: router-old left alone: holds nothing, and without verdicts over a window nothing proves "
+        "it dead"
+    )
 
 
-def test_without_verdicts_an_idle_holder_is_reclaimed_a_busy_one_not():
+def test_without_verdicts_a_holder_needs_both_clocks_at_the_threshold():
     snapshot = info(
-        router=group({"router-1": consumer(), "old": consumer(2, 70_000), "busy": consumer(2, 10)})
+        router=group(
+            {
+                "router-1": consumer(),
+                "old": consumer(2, 70_000),
+                "busy": consumer(2, 10),
+                # Idle (Redis 7.0: nothing delivered to it lately) but its oldest entry was
+                # re-read 5 s ago: it is working on its PEL.
+                "rereading": consumer(2, 70_000, delivered=5_000),
+            }
+        )
     )
     plan = rm.consumer_recovery_plan(PIPELINE, snapshot, None, 60_000)
     assert plan[0]["consumers"] == ["old"]
+    assert plan[0]["dead"][0]["why"] == (
+        "holds 2 entries, idle 70000 ms, oldest entry last delivered 70000 ms ago"
+    )
+    kept = {k["name"]: k["why"] for k in plan[0]["left_alone"]}
+    assert kept["rereading"] == (
+        "holds 2 entries but is not proven stuck without verdicts: idle 70000 ms, oldest entry last "
+        "delivered 5000 ms ago"
+    )
 
 
 def test_dead_letter_policy_lists_the_live_consumer_too():
@@ -152,6 +254,7 @@ def test_dead_letter_policy_lists_the_live_consumer_too():
             "consumers": ["execution-1"],
             "dead_letter": policy,
             "dead": [],
+            "left_alone": [],
             "summary": (
                 "execution: dead-letter to quantum:stream:trade.intent.dead what is too old or too "
                 "often delivered (also on execution-1)"
@@ -370,10 +473,7 @@ def test_demand_growth_rule():
 
 def test_a_stalled_stage_with_an_orphan_fails_naming_the_stage():
     before = seed_incident()
-    after = copy.deepcopy(before)
-    after["server"]["time_ms"] += 60_000
-    for c in after["streams"][DECISION]["groups"]["router"]["consumers"].values():
-        c["idle_ms"] += 60_000
+    after = later(before)
     verdicts = verdicts_for(before, after)
     findings = rm.verify_findings(before, after, verdicts, PIPELINE, True)
     router = [f["problem"] for f in findings if f["stage"] == "router"]

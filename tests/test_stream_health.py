@@ -709,11 +709,13 @@ def test_orphan_consumer_with_pending_stalls_a_flowing_stage():
             "pending": 4,
             "idle_ms": 2 * HOUR + WINDOW,
             "oldest_pending_age_ms": 2 * HOUR + 100 + WINDOW,
+            "oldest_pending_idle_ms": 2 * HOUR + WINDOW,
             "oldest_pending_id": orphan_after["oldest_pending_id"],
             "max_delivery_count": 2,
         }
     ]
     assert router["empty_consumers"] == ["router-0"]
+    assert router["silent_consumers"] == []  # it appeared during the window: nothing proven
     assert router["reason"].startswith(
         "4 entries pending on consumer router-tmp (not the live consumer router-1), oldest 2h 1m old"
     )
@@ -734,6 +736,100 @@ def test_other_consumer_that_advanced_is_not_orphaned():
     router = sh.stage_verdicts(before, after, PIPELINE)["router"]
     assert router["verdict"] == "OK"
     assert router["dead_consumers"] == []
+
+
+def test_holder_whose_oldest_entry_was_delivered_in_the_window_is_not_dead():
+    # Same count, no idle reset, but XPENDING's own delivery clock says its oldest entry was
+    # delivered (or claimed, or re-read) 5 s ago: it is being worked on, not stuck.
+    before, after = busy_pair()
+    before["streams"][DECISION]["groups"]["router"]["consumers"]["router-2"] = consumer(
+        2, 2 * HOUR, now=T0
+    )
+    held = consumer(2, 2 * HOUR + WINDOW, now=T0 + WINDOW)
+    held["oldest_pending_idle_ms"] = 5_000
+    after["streams"][DECISION]["groups"]["router"]["consumers"]["router-2"] = held
+    router = sh.stage_verdicts(before, after, PIPELINE)["router"]
+    assert router["dead_consumers"] == []
+    assert router["verdict"] == "OK"
+    held["oldest_pending_idle_ms"] = WINDOW + 5_000
+    assert [d["name"] for d in sh.stage_verdicts(before, after, PIPELINE)["router"]["dead_consumers"]] == [
+        "router-2"
+    ]
+
+
+def test_polling_consumer_holding_nothing_on_redis_7_0_is_neither_dead_nor_silent():
+    # Redis 7.0: an empty XREADGROUP does not reset idle, so a consumer polling every 200 ms
+    # ages like a dead one. It holds nothing and nothing waited for it: nothing is proven.
+    hours = 5 * HOUR
+    before = pipeline_state(
+        T0, router={"router-1": consumer(0, hours, now=T0), "router-2": consumer(0, hours, now=T0)}
+    )
+    after = pipeline_state(
+        T0 + WINDOW,
+        router={
+            "router-1": consumer(0, hours + WINDOW, now=T0 + WINDOW),
+            "router-2": consumer(0, hours + WINDOW, now=T0 + WINDOW),
+        },
+    )
+    router = sh.stage_verdicts(before, after, PIPELINE)["router"]
+    assert router["verdict"] == "OK"
+    assert router["dead_consumers"] == [] and router["silent_consumers"] == []
+    assert router["empty_consumers"] == ["router-2"]
+
+
+def stalled_backlog(extra_before: dict, extra_after: dict, read_after: int = 10021) -> tuple[dict, dict]:
+    """router-1 stopped reading an hour ago while 79, then 159, entries wait undelivered."""
+    t1 = T0 + WINDOW
+    before = pipeline_state(
+        T0,
+        decision=10100,
+        decision_last_ms=T0 - 10,
+        router_read=10021,
+        router_lag=79,
+        router_delivered_ms=T0 - HOUR,
+        router={"router-1": consumer(0, HOUR, now=T0), **extra_before},
+    )
+    after = pipeline_state(
+        t1,
+        decision=10180,
+        decision_last_ms=t1 - 10,
+        router_read=read_after,
+        router_lag=159 - (read_after - 10021),
+        router_delivered_ms=T0 - HOUR,
+        router={"router-1": consumer(0, HOUR + WINDOW, now=t1), **extra_after},
+    )
+    return before, after
+
+
+def test_empty_consumer_that_made_no_read_while_entries_waited_is_silent():
+    before, after = stalled_backlog(
+        {"router-tmp": consumer(0, 9 * HOUR, now=T0)},
+        {"router-tmp": consumer(0, 9 * HOUR + WINDOW, now=T0 + WINDOW)},
+    )
+    router = sh.stage_verdicts(before, after, PIPELINE)["router"]
+    assert router["verdict"] == "STALLED"
+    assert router["silent_consumers"] == [
+        {"name": "router-tmp", "idle_ms": 9 * HOUR + WINDOW, "inactive_ms": None}
+    ]
+    assert router["dead_consumers"] == []
+
+
+def test_no_silence_proven_when_the_backlog_moved_or_the_clock_reset():
+    # Someone read during the window: the backlog may have emptied for a moment, when an
+    # empty read by router-tmp would have left no trace on Redis 7.0.
+    before, after = stalled_backlog(
+        {"router-tmp": consumer(0, 9 * HOUR, now=T0)},
+        {"router-tmp": consumer(0, 9 * HOUR + WINDOW, now=T0 + WINDOW)},
+        read_after=10031,
+    )
+    assert sh.stage_verdicts(before, after, PIPELINE)["router"]["silent_consumers"] == []
+    # Redis 7.2: its read resets idle (inactive keeps counting): it reads, it is alive.
+    before, after = stalled_backlog(
+        {"router-tmp": consumer(0, 150, now=T0, inactive_ms=9 * HOUR)},
+        {"router-tmp": consumer(0, 120, now=T0 + WINDOW, inactive_ms=9 * HOUR + WINDOW)},
+    )
+    router = sh.stage_verdicts(before, after, PIPELINE)["router"]
+    assert router["silent_consumers"] == [] and router["empty_consumers"] == ["router-tmp"]
 
 
 def test_orphans_are_listed_on_a_stopped_stage_too():
