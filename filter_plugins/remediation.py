@@ -265,27 +265,31 @@ def consumer_recovery_restart_stages(
 
 
 def consumer_recovery_summary(results: Mapping | None) -> list[str]:
-    """One line per stage of `{stage: reclaim result}`: moved, dead-lettered, retired."""
+    """One line per stage of `{stage: reclaim result}`: moved, dead-lettered, retired. A stage
+    whose reclaim failed half-way says what was done before the failure (its result's totals
+    and consumers) and the module's own sentence."""
     lines: list[str] = []
     for stage, result in _mapping(results).items():
         result = _mapping(result)
         if result.get("skipped"):
             continue
-        if result.get("failed"):
-            lines.append(f"{stage}: failed: {result.get('msg')}")
-            continue
         totals = _mapping(result.get("totals"))
-        retired = [n for n, r in _mapping(result.get("consumers")).items() if _mapping(r).get("retired")]
+        consumers = _mapping(result.get("consumers"))
+        moved, dead_lettered = _int(totals.get("moved")) or 0, _int(totals.get("dead_lettered")) or 0
+        retired = ", ".join(n for n, r in consumers.items() if _mapping(r).get("retired")) or "none"
+        if result.get("failed"):
+            done = f"{_entries(moved)} moved, {dead_lettered} dead-lettered, retired: {retired}"
+            why = str(result.get("msg") or "").strip()
+            lines.append(f"{stage}: failed ({done} before the failure): {why}")
+            continue
         skipped = [
             f"{n} ({_mapping(r).get('skipped_reason')})"
-            for n, r in _mapping(result.get("consumers")).items()
+            for n, r in consumers.items()
             if _mapping(r).get("skipped_reason") and n != result.get("claim_to")
         ]
         line = (
-            f"{stage}: {_entries(_int(totals.get('moved')) or 0)} moved to {result.get('claim_to')}, "
-            f"{_int(totals.get('dead_lettered')) or 0} dead-lettered, "
-            f"{_int(totals.get('deleted')) or 0} already deleted from the stream, "
-            f"retired: {', '.join(retired) or 'none'}"
+            f"{stage}: {_entries(moved)} moved to {result.get('claim_to')}, {dead_lettered} dead-lettered, "
+            f"{_int(totals.get('deleted')) or 0} already deleted from the stream, retired: {retired}"
         )
         if skipped:
             line += f"; left alone: {', '.join(skipped)}"

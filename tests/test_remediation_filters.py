@@ -326,7 +326,21 @@ def test_summary_lines():
         "retired: router-0"
     ]
     failed = {"router": {"failed": True, "msg": "Redis is down."}}
-    assert rm.consumer_recovery_summary(failed) == ["router: failed: Redis is down."]
+    assert rm.consumer_recovery_summary(failed) == [
+        "router: failed (0 entries moved, 0 dead-lettered, retired: none before the failure): Redis is down."
+    ]
+
+
+def test_summary_of_a_reclaim_that_failed_half_way_says_what_was_done():
+    msg = (
+        "Moved 3 entries of router-0 to router-1 and retired router-0, then Redis refused XCLAIM on "
+        "router-tmp: NOPERM this user has no permissions to run the 'xclaim' command."
+    )
+    result = reclaim_result(moved=3)
+    result.update(failed=True, msg=msg)
+    assert rm.consumer_recovery_summary({"router": result}) == [
+        f"router: failed (3 entries moved, 0 dead-lettered, retired: router-0 before the failure): {msg}"
+    ]
 
 
 # ---------------------------------------------------------------------------------------
