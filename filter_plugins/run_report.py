@@ -56,29 +56,69 @@ def _verdict_names(verdicts: Any) -> dict[str, str]:
     return {str(name): str(_mapping(v).get("verdict")) for name, v in _mapping(verdicts).items()}
 
 
-def _stage_recovery(stage: Mapping, result: Mapping, restarted: bool) -> dict[str, Any]:
+def _live_pending(snapshot: Any, stage: Mapping) -> int | None:
+    """The stage's live consumer's pending count in a redis_stream_info result, or None."""
+    stream = _mapping(_mapping(_mapping(snapshot).get("streams")).get(stage.get("input_stream")))
+    consumers = _mapping(_mapping(_mapping(stream.get("groups")).get(stage.get("group"))).get("consumers"))
+    if stage.get("consumer") not in consumers:
+        return None
+    return _int(_mapping(consumers[stage.get("consumer")]).get("pending"))
+
+
+def _stage_recovery(stage: Mapping, result: Mapping, restarted: bool, snapshots: list[Any]) -> dict[str, Any]:
+    """What consumer recovery did on one stage, and what its restart replayed. `snapshots`:
+    the redis_stream_info results to read the live consumer's PEL before the reclaim from,
+    best first (the evidence window's end, then its start)."""
     totals = _mapping(result.get("totals"))
     consumers = _mapping(result.get("consumers"))
     live = result.get("claim_to") or stage.get("consumer")
     live_result = _mapping(consumers.get(live))
     moved = _int(totals.get("moved")) or 0
-    live_left = max(
-        (_int(live_result.get("pending_before")) or 0) - (_int(live_result.get("dead_lettered")) or 0), 0
-    )
+    # The live consumer's PEL before the reclaim: the module's own count when the live
+    # consumer was listed (a dead-letter policy), else the evidence snapshot's.
+    live_before = _int(live_result.get("pending_before"))
+    for snapshot in snapshots:
+        if live_before is not None:
+            break
+        live_before = _live_pending(snapshot, stage)
+    live_left = max((live_before or 0) - (_int(live_result.get("dead_lettered")) or 0), 0)
+    ran = bool(result) and not result.get("skipped")
+    # Entries in the live consumer's PEL once the reclaim is done (its own not dead-lettered,
+    # plus those moved to it) are replayed when its service restarts (the consumer contract),
+    # whether or not the stage was in the reclaim plan; without a restart they wait.
+    in_pel = moved + live_left
     return {
         "stage": stage.get("name"),
         "live_consumer": live,
-        "ran": bool(result) and not result.get("skipped"),
+        "ran": ran,
         "failed": bool(result.get("failed")),
         "message": result.get("msg") if result.get("failed") else None,
         "moved": moved,
         "dead_lettered": _int(totals.get("dead_lettered")) or 0,
         "retired": sorted(name for name, r in consumers.items() if _mapping(r).get("retired")),
-        # Entries in the live consumer's PEL once the reclaim is done are replayed when its
-        # service restarts (the consumer contract); without a restart they wait.
-        "replayed": (moved + live_left) if restarted else 0,
-        "waiting_for_restart": 0 if restarted else moved + live_left,
+        "restarted": restarted,
+        "live_pending_before": live_before,
+        "replayed": in_pel if restarted else 0,
+        "waiting_for_restart": 0 if restarted or not ran else in_pel,
     }
+
+
+GENERIC_LOOP_FAILURE = "One or more items failed"
+
+
+def _failed_task(failed_task: Mapping, per_stage: list[dict]) -> dict | None:
+    """The task that stopped the run; a loop's generic sentence ("One or more items failed")
+    gives way to the failed stages' own module sentences."""
+    if not failed_task:
+        return None
+    task = dict(failed_task)
+    msg = str(task.get("msg") or "").strip()
+    failed = [r for r in per_stage if r["failed"] and r["message"]]
+    own = "; ".join(f"{r['stage']}: {str(r['message']).strip()}" for r in failed)
+    if own and msg.startswith(GENERIC_LOOP_FAILURE):
+        rest = msg[len(GENERIC_LOOP_FAILURE) :].lstrip(".").strip()
+        task["msg"] = f"{own} {rest}" if rest else own
+    return task
 
 
 def _figures(before: Any, after: Any, pipeline: Mapping) -> list[dict[str, Any]]:
@@ -141,12 +181,20 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
 
     `facts` holds: inventory_hostname, pipeline, preflight_run_id, preflight_mode,
     preflight_mode_reason, preflight_changes_allowed, check_mode, evidence_dir,
-    evidence_before, evidence_after, evidence_verdicts, evidence_stop_point, evidence_layers,
-    evidence_after_verdicts, evidence_after_stop_point, unit_backup_files,
-    consumer_recovery_results, consumer_recovery_restart_stages, governor_result,
+    evidence_before, evidence_before_window, evidence_after, evidence_verdicts,
+    evidence_stop_point, evidence_layers, evidence_after_verdicts, evidence_after_stop_point,
+    unit_backup_files, consumer_recovery_results, consumer_recovery_restart_stages, governor_result,
     service_restart_units, service_restart_results, stream_verify_ok, stream_verify_verdicts,
     stream_verify_findings, failed_task (name, msg), diagnosis_only, now (epoch seconds).
-    Any of them may be missing or None."""
+    Any of them may be missing or None.
+
+    Per consumer stage (`recovery`): what the reclaim moved, dead-lettered and retired (also
+    when it failed half-way: its result's totals, and its own sentence as `message`), and
+    `replayed`: for a restarted stage, the entries in its live consumer's PEL at the restart
+    = its pending before the reclaim (the module's count, else `evidence_before_window`, else
+    `evidence_before`) + moved to it - dead-lettered from it, whether or not the stage was in
+    the reclaim plan. A failed task whose message is a loop's generic "One or more items
+    failed" is told with the failed stages' own sentences instead."""
     pipeline = _mapping(facts.get("pipeline"))
     stages = [_mapping(s) for s in _list(pipeline.get("stages"))]
     mode = facts.get("preflight_mode") or "UNKNOWN"
@@ -163,16 +211,21 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
     failed_units = [r.get("unit") for r in restart_results if r.get("failed")]
     planned_units = _list(facts.get("service_restart_units"))
     recovery = _mapping(facts.get("consumer_recovery_results"))
+    restarted_names = {str(unit).removesuffix(".service") for unit in restarted_units}
+    snapshots = [facts.get("evidence_before_window"), facts.get("evidence_before")]
     per_stage = [
         _stage_recovery(
-            stage, _mapping(recovery.get(stage.get("name"))), stage.get("unit") in restarted_units
+            stage,
+            _mapping(recovery.get(stage.get("name"))),
+            str(stage.get("unit")).removesuffix(".service") in restarted_names,
+            snapshots,
         )
         for stage in stages
         if stage.get("input_stream")
     ]
     governor = _governor(facts.get("governor_result"), pipeline, changes_allowed)
     verify_ok = facts.get("stream_verify_ok")
-    failed_task = _mapping(facts.get("failed_task"))
+    failed_task = _failed_task(_mapping(facts.get("failed_task")), per_stage)
 
     done = [name for name, fact in STEPS if _given(facts.get(fact))]
     not_done = [name for name, fact in STEPS if not _given(facts.get(fact))]
@@ -223,7 +276,7 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
         "check_mode": check_mode,
         "diagnosis_only": diagnosis_only,
         "outcome": outcome,
-        "failed_task": dict(failed_task) or None,
+        "failed_task": failed_task,
         "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ") if started else None,
         "finished_at": finished.strftime("%Y-%m-%dT%H:%M:%SZ") if finished else None,
         "duration_s": int((finished - started).total_seconds()) if started and finished else None,
@@ -235,6 +288,7 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
             facts.get("stream_verify_verdicts") or facts.get("evidence_after_verdicts")
         ),
         "recovery": per_stage,
+        "replayed_total": sum(r["replayed"] for r in per_stage),
         "governor": governor,
         "units_restarted": restarted_units,
         "units_failed": failed_units,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from conftest import load_project_file
+from conftest import PROJECT_ROOT, load_project_file
 
 run_report = load_project_file("filter_plugins/run_report.py")
 run_summary = run_report.run_summary
@@ -207,3 +207,242 @@ def test_diagnosis_only() -> None:
     assert summary["plan"] == []
     assert summary["changes_allowed"] is False
     assert summary["steps_not_done"] == []
+
+
+# --- replayed entries, partial reclaims, and what the report files say ----------------------
+
+TEMPLATES = PROJECT_ROOT / "roles/report/templates"
+T1 = 1_768_644_000_000  # server time at the end of the evidence window
+
+
+def _consumer(pending: int, idle_ms: int) -> dict:
+    """A consumer as redis_stream_info reports it."""
+    return {
+        "pending": pending,
+        "idle_ms": idle_ms,
+        "inactive_ms": None,
+        "oldest_pending_id": f"{T1 - idle_ms}-0" if pending else None,
+        "oldest_pending_age_ms": idle_ms if pending else None,
+        "oldest_pending_idle_ms": idle_ms if pending else None,
+        "max_delivery_count": 1 if pending else 0,
+        "max_delivery_count_exact": True,
+    }
+
+
+def _info(time_ms: int, router: dict, execution: dict, decisions: int = 10021) -> dict:
+    """A redis_stream_info result for PIPELINE's streams (d -> i -> r)."""
+
+    def group(consumers: dict, entries_read: int) -> dict:
+        return {
+            "exists": True,
+            "consumer_count": len(consumers),
+            "pending": sum(c["pending"] for c in consumers.values()),
+            "last_delivered_id": f"{T1 - 10_000}-0",
+            "entries_read": entries_read,
+            "lag": 0,
+            "consumers": consumers,
+        }
+
+    def stream(length: int, groups: dict) -> dict:
+        return {"exists": True, "length": length, "entries_added": length, "groups": groups}
+
+    return {
+        "changed": False,
+        "server": {"version": "7.0.15", "time_ms": time_ms},
+        "streams": {
+            "d": stream(decisions, {"router": group(router, decisions)}),
+            "i": stream(10002, {"execution": group(execution, 10002)}),
+            "r": stream(10005, {}),
+        },
+        "missing": [],
+    }
+
+
+def _incident_facts(execution_pending: int = 0) -> dict:
+    """The seed incident healed: router-1 hung holding 3, the orphan router-0 holding 3 (moved
+    to router-1 and retired); execution-1 holding `execution_pending` of its own (the trial:
+    execution was in no reclaim plan, its PEL replayed by its restart)."""
+    router = {"router-0": _consumer(3, 11_000_000), "router-1": _consumer(3, 11_776_068)}
+    execution = {"execution-1": _consumer(execution_pending, 9_000_000)}
+    window = 60_000
+    facts = _healed_facts()
+    facts.update(
+        evidence_before=_info(T1 - window, router, execution),
+        evidence_before_window=_info(T1, router, execution),
+        evidence_verdicts={"ai_engine": {"verdict": "BLOCKED"}, "router": {"verdict": "STALLED"},
+                           "execution": {"verdict": "STALLED" if execution_pending else "OK"}},
+        consumer_recovery_results={
+            "router": {
+                "changed": True,
+                "claim_to": "router-1",
+                "consumers": {
+                    "router-0": {"pending_before": 3, "idle_ms": 11_000_000, "moved": 3, "dead_lettered": 0,
+                                 "deleted": 0, "retired": True, "retire_skipped_reason": None,
+                                 "skipped_reason": None, "ids": [], "deleted_ids": []},
+                },
+                "totals": {"moved": 3, "dead_lettered": 0, "deleted": 0, "retired": 1,
+                           "consumers_selected": 1},
+                "stats": {"calls": 3, "longest_call_ms": 1, "fast_path_batches": 1},
+            },
+        },
+    )
+    return facts
+
+
+def render(template: str, summary: dict, **extra) -> str:
+    """A report template as the report role renders it (Ansible's template lookup: trim_blocks)."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), trim_blocks=True)
+    env.filters["bool"] = bool
+    context = {
+        "report_summary": summary,
+        "pipeline": PIPELINE,
+        "ansible_check_mode": False,
+        "report_dir": f"/var/lib/quantum-remediation/evidence/{RUN_ID}/report",
+        "report_fetch": False,
+        "report_fetch_dir": "",
+        **extra,
+    }
+    return env.get_template(template).render(context)
+
+
+def test_incident_replays_the_live_consumers_own_entries_and_the_moved_ones() -> None:
+    summary = run_summary(_incident_facts())
+    router = next(s for s in summary["recovery"] if s["stage"] == "router")
+    # router-1's own 3 (not in the reclaim result: no dead-letter policy lists it) + 3 moved.
+    assert (router["live_pending_before"], router["moved"], router["replayed"]) == (3, 3, 6)
+    assert router["retired"] == ["router-0"] and router["restarted"] is True
+    execution = next(s for s in summary["recovery"] if s["stage"] == "execution")
+    assert (execution["ran"], execution["restarted"], execution["replayed"]) == (False, True, 0)
+    assert summary["replayed_total"] == 6
+    report = render("REPORT.md.j2", summary)
+    assert (
+        "- **router**: 3 entries moved to `router-1`, 0 dead-lettered, dead consumers retired: router-0; "
+        "6 replayed by its restart.\n"
+    ) in report
+    assert (
+        "- **execution**: no reclaim (nothing stuck, or the step did not run); 0 replayed by its restart.\n"
+    ) in report
+    assert "- **Replayed by the restarts**: 6 entries in all.\n" in report
+    console = render("summary.txt.j2", summary)
+    assert "router: 3 moved to router-1, 6 replayed, 0 dead-lettered, retired router-0\n" in console
+    assert "execution:" not in console
+    assert "Replayed by the restarts: 6\n" in console
+
+
+def test_a_stage_outside_the_reclaim_plan_counts_its_live_consumers_pel() -> None:
+    """The trial: 50 reported while the services replayed 55. execution was in no reclaim
+    plan, but its live consumer held 5 of its own that its restart replayed."""
+    summary = run_summary(_incident_facts(execution_pending=5))
+    execution = next(s for s in summary["recovery"] if s["stage"] == "execution")
+    assert (execution["ran"], execution["live_pending_before"], execution["replayed"]) == (False, 5, 5)
+    assert execution["waiting_for_restart"] == 0
+    assert summary["replayed_total"] == 11
+    assert json.loads(json.dumps(summary))["recovery"][1]["replayed"] == 5  # summary.json
+    report = render("REPORT.md.j2", summary)
+    assert (
+        "- **execution**: no dead consumer to reclaim; 5 entries of `execution-1`'s own PEL replayed by "
+        "its restart.\n"
+    ) in report
+    assert "- **Replayed by the restarts**: 11 entries in all.\n" in report
+    console = render("summary.txt.j2", summary)
+    assert "execution: no dead consumer, 5 replayed from execution-1's own PEL\n" in console
+    assert "Replayed by the restarts: 11\n" in console
+
+
+def test_the_pel_before_the_reclaim_comes_from_the_best_source() -> None:
+    facts = _incident_facts(execution_pending=5)
+    # Without the end-of-window snapshot, the window's start is read.
+    facts.pop("evidence_before_window")
+    execution = next(s for s in run_summary(facts)["recovery"] if s["stage"] == "execution")
+    assert execution["replayed"] == 5
+    # The module's own count, when the live consumer was listed (a dead-letter policy), wins;
+    # what it dead-lettered from it is not replayed.
+    facts["consumer_recovery_results"]["execution"] = {
+        "changed": True,
+        "claim_to": "execution-1",
+        "consumers": {"execution-1": {"pending_before": 7, "moved": 0, "dead_lettered": 2, "retired": False}},
+        "totals": {"moved": 0, "dead_lettered": 2, "deleted": 0, "retired": 0, "consumers_selected": 1},
+    }
+    execution = next(s for s in run_summary(facts)["recovery"] if s["stage"] == "execution")
+    assert (execution["live_pending_before"], execution["dead_lettered"], execution["replayed"]) == (7, 2, 5)
+    # Not restarted: nothing replayed, and a stage the reclaim did not touch waits for nothing.
+    facts["service_restart_results"] = []
+    summary = run_summary(facts)
+    by_stage = {s["stage"]: s for s in summary["recovery"]}
+    assert by_stage["execution"]["replayed"] == 0 and by_stage["execution"]["waiting_for_restart"] == 5
+    assert by_stage["router"]["waiting_for_restart"] == 6
+    assert summary["replayed_total"] == 0
+
+
+PARTIAL = (
+    "Moved 3 entries of router-0 to router-1 and retired router-0, then Redis refused XCLAIM on "
+    "router-tmp: NOPERM this user has no permissions to run the 'xclaim' command."
+)
+
+
+def _partial_failure_facts(failed_msg: str = "One or more items failed") -> dict:
+    facts = _incident_facts()
+    router = facts["consumer_recovery_results"]["router"]
+    router["consumers"]["router-tmp"] = {"pending_before": 2, "idle_ms": 9_000_000, "moved": 0,
+                                         "dead_lettered": 0, "deleted": 0, "retired": False}
+    router.update(failed=True, msg=PARTIAL)
+    router["totals"]["consumers_selected"] = 2
+    facts.update(
+        failed_task={"name": "Reclaim dead consumers of each stage", "msg": failed_msg},
+        service_restart_results=None,
+        service_restart_units=[],
+        stream_verify_ok=None,
+        stream_verify_verdicts=None,
+        evidence_after_verdicts=None,
+        governor_result=None,
+    )
+    return facts
+
+
+def test_a_partial_reclaim_is_reported_as_it_happened() -> None:
+    summary = run_summary(_partial_failure_facts())
+    assert summary["outcome"] == "FAILED"
+    router = next(s for s in summary["recovery"] if s["stage"] == "router")
+    assert router["failed"] is True and router["message"] == PARTIAL
+    assert (router["moved"], router["dead_lettered"], router["retired"]) == (3, 0, ["router-0"])
+    assert (router["replayed"], router["waiting_for_restart"]) == (0, 6)
+    # The loop's generic sentence gives way to the module's own.
+    assert summary["failed_task"] == {
+        "name": "Reclaim dead consumers of each stage",
+        "msg": f"router: {PARTIAL}",
+    }
+    # It changed the pipeline: never "HEALTHY"; and the rollback command is offered.
+    assert summary["rollback_command"] is not None
+
+    for text in (render("REPORT.md.j2", summary), render("summary.txt.j2", summary), json.dumps(summary)):
+        assert "One or more items failed" not in text
+        assert PARTIAL in text
+    report = render("REPORT.md.j2", summary)
+    assert f'> **The run stopped at "Reclaim dead consumers of each stage":** router: {PARTIAL}\n' in report
+    assert (
+        "- **router**: reclaim **failed** after 3 entries moved to `router-1`, 0 dead-lettered, dead "
+        f"consumers retired: router-0; 6 wait on `router-1` for a restart. The module said: {PARTIAL}\n"
+    ) in report
+    assert "no reclaim" not in report.split("## What was done")[1].split("**execution**")[0]
+    console = render("summary.txt.j2", summary)
+    assert (
+        f"router: reclaim FAILED after 3 moved to router-1, 0 dead-lettered, retired router-0: {PARTIAL}\n"
+    ) in console
+    assert f'Stopped at "Reclaim dead consumers of each stage": router: {PARTIAL}\n' in console
+
+
+def test_the_failure_reason_keeps_a_specific_sentence_and_what_follows_the_generic_one() -> None:
+    # Already specific (the consumer_recovery role's own fail): kept as it is.
+    own = f"router: {PARTIAL}"
+    assert run_summary(_partial_failure_facts(own))["failed_task"]["msg"] == own
+    # The report failed too (recover.yml appends it): the tail is kept.
+    tail = "One or more items failed The report failed too: disk full."
+    assert run_summary(_partial_failure_facts(tail))["failed_task"]["msg"] == (
+        f"router: {PARTIAL} The report failed too: disk full."
+    )
+    # No stage sentence to offer: the task's message stays.
+    facts = _partial_failure_facts()
+    facts["consumer_recovery_results"] = {}
+    assert run_summary(facts)["failed_task"]["msg"] == "One or more items failed"
