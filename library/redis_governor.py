@@ -194,6 +194,7 @@ from ansible.module_utils.redis_connection import (
     connection_argument_spec,
     explain_redis_error,
     redis_client,
+    remember_script,
 )
 
 PAGE_SIZE = 1000
@@ -201,10 +202,10 @@ DAY_MS = 86_400_000
 
 # Re-checks, atomically, what the module saw before writing: the counter is still above
 # the limit and still dated today. Anything else is a concurrent (legitimate) change.
+# One HMGET, the command the module reads the hash with: one permission less to grant.
 RESET_SCRIPT = """
-local count = tonumber(redis.call('HGET', KEYS[1], ARGV[2]))
-local limit = tonumber(redis.call('HGET', KEYS[1], ARGV[3]))
-local date = redis.call('HGET', KEYS[1], ARGV[1])
+local fields = redis.call('HMGET', KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+local date, count, limit = fields[1], tonumber(fields[2]), tonumber(fields[3])
 if count == nil or limit == nil then
   return {0, 'the counter or the limit is no longer a number'}
 end
@@ -217,6 +218,9 @@ end
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[6], ARGV[1], ARGV[7])
 return {1, tostring(count)}
 """
+
+# So that a command denied inside the script can be named (module_utils/redis_connection.py).
+remember_script(RESET_SCRIPT)
 
 DATE_PATTERN = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
 
@@ -258,7 +262,7 @@ class Governor:
         self.client = client
         self.spec: dict[str, Any] = module.params["governor"]
         self.key: str = self.spec["key"]
-        seconds, micros = self.call("reading the server clock", client.time)
+        seconds, micros = self.call("reading the server clock", None, client.time)
         self.server_time_ms = seconds * 1000 + micros // 1000
         now = datetime.fromtimestamp(seconds, tz=UTC)
         midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -270,17 +274,20 @@ class Governor:
     def fail(self, msg: str) -> None:
         self.module.fail_json(msg=msg)
 
-    def call(self, context: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+    def call(self, context: str, key: str | None, func: Any, *args: Any, **kwargs: Any) -> Any:
+        """func(*args, **kwargs), or the module fails with one sentence (naming `key`, the key
+        the command is about, when the user's ACL denies it)."""
         try:
             return func(*args, **kwargs)
         except Exception as exc:  # every Redis failure becomes one sentence
             self.module.fail_json(
-                msg=explain_redis_error(exc, self.module.params["connection"], context),
+                msg=explain_redis_error(exc, self.module.params["connection"], context, key=key),
                 exception=traceback.format_exc(),
             )
 
     def read_hash(self) -> dict[str, str] | None:
-        kind = self.call(f"reading the governor key {self.key}", self.client.type, self.key)
+        context = f"reading the governor key {self.key}"
+        kind = self.call(context, self.key, self.client.type, self.key)
         if kind == "none":
             return None
         if kind != "hash":
@@ -289,7 +296,7 @@ class Governor:
                 "(the inventory's pipeline.governor.key)."
             )
         names = [self.spec["date_field"], self.spec["count_field"], self.spec["limit_field"]]
-        values = self.call(f"reading the governor key {self.key}", self.client.hmget, self.key, names)
+        values = self.call(context, self.key, self.client.hmget, self.key, names)
         return {name: values[index] for index, name in enumerate(names)}
 
     def integer_field(self, option: str) -> int | None:
@@ -311,7 +318,7 @@ class Governor:
     def count_results_today(self) -> tuple[bool, int]:
         stream = self.spec["counted_stream"]
         context = f"counting today's entries of {stream}"
-        kind = self.call(context, self.client.type, stream)
+        kind = self.call(context, stream, self.client.type, stream)
         if kind == "none":
             return False, 0
         if kind != "stream":
@@ -323,7 +330,7 @@ class Governor:
         end = str(self.midnight_ms + DAY_MS - 1)
         total = 0
         while True:
-            page = self.call(context, self.client.xrange, stream, start, end, count=PAGE_SIZE)
+            page = self.call(context, stream, self.client.xrange, stream, start, end, count=PAGE_SIZE)
             total += len(page)
             if len(page) < PAGE_SIZE:
                 return True, total
@@ -374,12 +381,12 @@ class Governor:
     def reset(self, state: dict[str, Any]) -> str | None:
         """Runs the checked reset; returns why it did not write, or None when it did."""
         new_date = date_like(state["date"], self.today)
-        written, detail = self.call(
-            f"resetting the governor key {self.key}",
-            self.client.eval,
-            RESET_SCRIPT,
-            1,
-            self.key,
+        context = f"resetting the governor key {self.key}"
+        script = self.client.register_script(RESET_SCRIPT)
+        # Loaded every time, not only when the server lacks it: the user's ACL needs the same
+        # permissions (SCRIPT LOAD, EVALSHA) whatever the server's script cache holds.
+        self.call(context, None, self.client.script_load, RESET_SCRIPT)
+        args = [
             self.spec["date_field"],
             self.spec["count_field"],
             self.spec["limit_field"],
@@ -387,7 +394,8 @@ class Governor:
             self.today.replace("-", ""),
             str(self.results_today),
             new_date,
-        )
+        ]
+        written, detail = self.call(context, self.key, script, keys=[self.key], args=args)
         return None if int(written) == 1 else f"not reset: {detail} (changed concurrently)"
 
 

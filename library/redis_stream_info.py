@@ -256,6 +256,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.redis_connection import (
+    KeyedRedisError,
     connection_argument_spec,
     describe_endpoint,
     explain_redis_error,
@@ -430,7 +431,7 @@ class StreamInfo:
 
     def _stream(self, stream: str, groups: list[str] | None, kind: Any, info: Any, group_list: Any) -> dict:
         if isinstance(kind, Exception):
-            raise kind
+            raise KeyedRedisError(kind, stream)
         if kind not in ("stream", "none") or is_error(info, "WRONGTYPE"):
             raise WrongType(f"Key {stream!r} is a {kind}, not a stream: check the stream names asked for.")
         # "no such key" also covers a stream deleted between TYPE and XINFO.
@@ -438,7 +439,7 @@ class StreamInfo:
             return missing_stream(groups)
         for reply in (info, group_list):
             if isinstance(reply, Exception):
-                raise reply
+                raise KeyedRedisError(reply, stream)
         first, last = info.get("first-entry"), info.get("last-entry")
         by_name = {group["name"]: group for group in group_list}
         wanted = list(by_name) if groups is None else groups
@@ -506,7 +507,7 @@ class StreamInfo:
             self.streams[stream]["groups"][group] = missing_group()
             return True
         if isinstance(reply, Exception):
-            raise reply
+            raise KeyedRedisError(reply, stream)
         return False
 
     def _pending_ranges(self) -> None:

@@ -2,7 +2,9 @@
 # one place, client creation, and failures turned into one clear sentence each.
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import traceback
 from typing import Any
 
@@ -108,18 +110,22 @@ def connection_problem(connection: dict[str, Any]) -> str | None:
     return None
 
 
-def redis_client(module: AnsibleModule, connection: dict[str, Any] | None = None) -> Any:
+def redis_client(
+    module: AnsibleModule, connection: dict[str, Any] | None = None, fail_result: dict[str, Any] | None = None
+) -> Any:
     """A connected, pinged redis-py client, or the module fails with one sentence.
 
     `connection` defaults to the module's `connection` option; pass a dict returned by
-    validate_connection() to use another source."""
+    validate_connection() to use another source. `fail_result`: result keys a failure
+    returns besides `msg` (a module that documents its keys as returned also on failure)."""
+    fail_result = fail_result or {}
     if REDIS_IMPORT_ERROR is not None:
-        module.fail_json(msg=missing_required_lib(REDIS_LIBRARY), exception=REDIS_IMPORT_ERROR)
+        module.fail_json(msg=missing_required_lib(REDIS_LIBRARY), exception=REDIS_IMPORT_ERROR, **fail_result)
     if connection is None:
         connection = module.params["connection"]
     problem = connection_problem(connection)
     if problem:
-        module.fail_json(msg=problem)
+        module.fail_json(msg=problem, **fail_result)
 
     kwargs: dict[str, Any] = {
         "db": connection["db"],
@@ -149,7 +155,7 @@ def redis_client(module: AnsibleModule, connection: dict[str, Any] | None = None
     try:
         client.ping()
     except Exception as exc:  # every failure becomes one sentence
-        module.fail_json(msg=explain_redis_error(exc, connection))
+        module.fail_json(msg=explain_redis_error(exc, connection), **fail_result)
     return client
 
 
@@ -166,10 +172,158 @@ def _error_chain_text(exc: BaseException) -> str:
     return " ".join(parts)
 
 
-def explain_redis_error(exc: BaseException, connection: dict[str, Any], context: str = "") -> str:
-    """One sentence for a redis-py failure, naming the option to look at. Never includes
-    the password."""
-    sentence = _explain(exc, connection, context)
+# -- ACL denials -----------------------------------------------------------------------------
+#
+# A denied command reaches redis-py in three shapes (Redis 7.0.15, redis-py 8):
+#   * sent by the client: "NOPERM this user has no permissions to run the 'xinfo|consumers'
+#     command", raised as NoPermissionError with the "NOPERM " prefix stripped;
+#   * run by a Lua script (EVALSHA): "ERR The user executing the script can't run this command
+#     or subcommand script: <sha1>, on @user_script:<line>.", a plain ResponseError that names
+#     no command: the command is read from that line of the script's source, which every
+#     module registers with remember_script();
+#   * a key outside the user's key patterns: "...no permissions to access one of the keys used
+#     as arguments" (client) or "...can't access at least one of the keys mentioned in the
+#     command arguments script: ..." (script).
+# Newer servers (7.2+) word it "ERR ACL failure in script: User qt has no permissions to run
+# the 'xack' command script: ..." or "... to access the 'k' key": a name in the text wins over
+# the line.
+
+# Where the minimal ACL and the reason for each permission are documented.
+ACL_DOC = "docs/acl.md"
+
+# Commands whose ACL rules are per subcommand: +xinfo|consumers, +xgroup|delconsumer.
+_CONTAINER_COMMANDS = frozenset(
+    {"acl", "client", "cluster", "command", "config", "function", "latency", "memory", "module",
+     "object", "pubsub", "script", "slowlog", "xgroup", "xinfo"}
+)  # fmt: skip
+# Commands that touch no key: a sentence about them names no key.
+_KEYLESS_COMMANDS = frozenset({"auth", "hello", "info", "ping", "select", "time"})
+
+_SCRIPT_SOURCES: dict[str, str] = {}
+
+_NAMED_COMMAND = re.compile(r"'([a-z][a-z0-9_-]*(?:\|[a-z0-9_-]+)?)' command")
+_SCRIPT_LINE = re.compile(r"script: ([0-9a-f]{40}), on @user_script:(\d+)")
+_LUA_CALL = re.compile(r"\bp?call\(\s*'([A-Za-z]+)'(?:\s*,\s*'([A-Za-z]+)')?")
+_NAMED_KEY = re.compile(r"access the '([^']*)' key")
+_ACL_WORDS = ("The user executing the script can't", "ACL failure in script")
+_KEY_DENIED = ("access one of the keys", "access at least one of the keys", "access the '")
+_COMMAND_DENIED = ("no permissions to run", "can't run this command")
+
+
+def remember_script(source: str) -> str:
+    """Register a Lua script's source under its SHA1 (what EVALSHA and an error inside the
+    script name it by), so that a command denied inside it can be named. Returns the SHA1."""
+    sha = hashlib.sha1(source.encode()).hexdigest()
+    _SCRIPT_SOURCES[sha] = source
+    return sha
+
+
+def script_command(sha: str, line: int) -> str | None:
+    """The command, in ACL form, that line `line` of a registered script runs; None when the
+    script is unknown or the line runs no command."""
+    source = _SCRIPT_SOURCES.get(sha)
+    lines = source.split("\n") if source is not None else []
+    if not 1 <= line <= len(lines):
+        return None
+    match = _LUA_CALL.search(lines[line - 1])
+    if match is None:
+        return None
+    command = match[1].lower()
+    if match[2] and command in _CONTAINER_COMMANDS:
+        command += "|" + match[2].lower()
+    return command
+
+
+class KeyedRedisError(Exception):
+    """A redis-py error together with the key the failed command was about, so that the
+    sentence explaining it can name the key."""
+
+    def __init__(self, error: BaseException, key: str | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.key = key
+
+
+def acl_denial(exc: BaseException) -> tuple[str, str | None] | None:
+    """('command' or 'key', the denied command in ACL form or None when it cannot be told)
+    for an ACL denial, None for any other error."""
+    if isinstance(exc, KeyedRedisError):
+        exc = exc.error
+    text = str(exc)
+    is_noperm = redis_exceptions is not None and isinstance(exc, redis_exceptions.NoPermissionError)
+    if not (is_noperm or text.startswith("NOPERM") or any(words in text for words in _ACL_WORDS)):
+        return None
+    kind = "key" if any(words in text for words in _KEY_DENIED) else "command"
+    if kind == "command" and not any(words in text for words in _COMMAND_DENIED):
+        return None  # a channel or a database denied: the server's own words say it best
+    named = _NAMED_COMMAND.search(text)
+    if named:
+        return kind, named[1]
+    where = _SCRIPT_LINE.search(text)
+    if where:
+        return kind, script_command(where[1], int(where[2]))
+    return kind, None
+
+
+def _key_pattern(key: str) -> str:
+    """A key pattern for the sentence: the key's first `:`-separated part and `*`."""
+    return f"~{key.split(':', 1)[0]}:*" if ":" in key else f"~{key}"
+
+
+def _key_sentence(user: str, shown: str | None, keys: list[str]) -> str:
+    via = f" with {shown}" if shown else ""
+    if not keys:
+        return (
+            f"Redis user '{user}' may not access a key it needs{via}: add a key pattern that matches "
+            f"the pipeline's keys (such as ~quantum:*) to its ACL (see {ACL_DOC})."
+        )
+    patterns = " ".join(dict.fromkeys(_key_pattern(key) for key in keys))
+    if len(keys) == 1:
+        target, them = f"the key {keys[0]}", "it"
+    else:
+        target, them = f"one of the keys {', '.join(keys[:-1])} and {keys[-1]}", "them"
+    return (
+        f"Redis user '{user}' may not access {target}{via}: "
+        f"add a key pattern that matches {them} ({patterns}) to its ACL (see {ACL_DOC})."
+    )
+
+
+def _acl_sentence(
+    kind: str, command: str | None, connection: dict[str, Any], key: str | list[str] | None
+) -> str:
+    user = connection.get("username") or "default"
+    shown = command.upper().replace("|", " ") if command else None
+    keys = [key] if isinstance(key, str) else list(key or [])
+    if kind == "key":
+        return _key_sentence(user, shown, keys)
+    key = " and ".join(keys) if keys else None
+    if command is None:
+        return (
+            f"Redis user '{user}' may not run one of the commands this module needs: "
+            f"give it the ACL of {ACL_DOC}."
+        )
+    keyless = command in _KEYLESS_COMMANDS or command.startswith("script|")
+    on_key = f" on {key}" if key and not keyless else ""
+    return f"Redis user '{user}' may not run {shown}{on_key}: add +{command} to its ACL (see {ACL_DOC})."
+
+
+def explain_redis_error(
+    exc: BaseException, connection: dict[str, Any], context: str = "", key: str | list[str] | None = None
+) -> str:
+    """One sentence for a redis-py failure, naming the option to look at; for an ACL denial,
+    the command, the user and the rule to add. `key`: the key (or keys) the failed command
+    was about, named in an ACL sentence. Never includes the password."""
+    if isinstance(exc, KeyedRedisError):
+        key = key or exc.key
+        exc = exc.error
+    denial = acl_denial(exc)
+    if denial is not None:
+        named_key = _NAMED_KEY.search(str(exc))
+        if named_key:
+            key = named_key[1]
+        sentence = _acl_sentence(denial[0], denial[1], connection, key)
+    else:
+        sentence = _explain(exc, connection, context)
     password = connection.get("password")
     # Belt and braces: no client or server message is known to echo it, but nothing
     # guarantees it either.
@@ -211,6 +365,4 @@ def _explain(exc: BaseException, connection: dict[str, Any], context: str) -> st
                 return f"A key has the wrong type{where}: {text}."
             if text.startswith("NOGROUP"):
                 return f"The consumer group does not exist{where}: {text}."
-            if text.startswith("NOPERM"):
-                return f"The Redis user lacks a permission{where}: {text}; check connection.username's ACL."
     return f"Redis at {endpoint} failed{where}: {type(exc).__name__}: {text}."

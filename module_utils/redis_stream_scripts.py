@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ansible.module_utils.redis_connection import remember_script
+
 # Redis returns at most this many values to `unpack` before Lua's C stack (LUAI_MAXCSTACK,
 # 8000) overflows; XCLAIM id lists are sent in chunks of this size.
 UNPACK_CHUNK = 4000
@@ -50,7 +52,12 @@ end
 local function consumers_of(stream, group)
   local reply = redis.pcall('XINFO', 'CONSUMERS', stream, group)
   if type(reply) == 'table' and reply['err'] then
-    return nil
+    if string.find(reply['err'], '^NOGROUP') then
+      return nil
+    end
+    -- Anything else (an ACL denial) is not a missing group: the same command again raises
+    -- the server's own error, from this line, which names XINFO CONSUMERS to the module.
+    call('XINFO', 'CONSUMERS', stream, group)
   end
   local out = {}
   for _, flat in ipairs(reply) do
@@ -61,6 +68,22 @@ local function consumers_of(stream, group)
     out[c['name']] = {pending = tonumber(c['pending']), idle = tonumber(c['idle'])}
   end
   return out
+end
+
+-- Before a call's first write, every command it may run next must be allowed to this user
+-- (each entry of `commands` is a command with arguments, keys included), or nothing is
+-- written: a command denied mid-script leaves the writes before it in place (a dead-letter
+-- copy without its XACK). The reply is the server's own NOPERM wording. Redis < 7.0 has no
+-- redis.acl_check_cmd: nothing is checked there.
+local function denied(commands)
+  if not redis.acl_check_cmd then return nil end
+  for _, command in ipairs(commands) do
+    if not redis.acl_check_cmd(unpack(command)) then
+      return redis.error_reply(
+        "NOPERM this user has no permissions to run the '" .. string.lower(command[1]) .. "' command")
+    end
+  end
+  return nil
 end
 
 -- Preconditions shared by every write: nil when fine, else a status word.
@@ -192,6 +215,19 @@ if move and not policy and not verify then
       end
     end
   end
+end
+
+if not dry then
+  -- The general path may write with XCLAIM, XACK and XADD, in any order: all or nothing.
+  local needed = {}
+  if move then needed[#needed + 1] = {'XCLAIM', stream, group, claim_to, '0', '0-1', 'JUSTID'} end
+  if policy or verify then
+    needed[#needed + 1] = {'XRANGE', stream, '0-1', '0-1'}
+    needed[#needed + 1] = {'XACK', stream, group, '0-1'}
+  end
+  if policy then needed[#needed + 1] = {'XADD', dl, '*', 'origin_id', '0-1'} end
+  local refusal = denied(needed)
+  if refusal then return refusal end
 end
 
 local pel = call('XPENDING', stream, group, cursor, '+', batch, consumer)
@@ -344,6 +380,11 @@ return {'retired', dropped}
 BATCH_SCRIPT = BATCH_SCRIPT.replace("__CHUNK__", str(UNPACK_CHUNK)).replace(
     "__DL_WEIGHT__", str(DEAD_LETTER_WEIGHT)
 )
+
+# Registered by their SHA1, so that a command the server denies inside one of them can be
+# named (module_utils/redis_connection.py reads it from the line the error points at).
+for _source in (SELECT_SCRIPT, BATCH_SCRIPT, RETIRE_SCRIPT):
+    remember_script(_source)
 
 # Status words the scripts return for a failed precondition, as sentences. Detail is the
 # key type where one applies.
