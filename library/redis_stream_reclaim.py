@@ -110,11 +110,14 @@ options:
     description:
       - Work per server call (1 to 10000), in moved entries; a dead-lettered entry counts as 4
         (it costs about four moves of server time). Each call is bounded so that Redis is never
-        blocked long.
+        blocked long. A value outside 1 to 10000 fails the module, naming O(batch_size), before
+        anything is read or changed.
       - The default, 2000, keeps every call well under 50 ms on a small machine (about 7 ms of
         server work for a move batch), dead-letter policy included, and moves a dead consumer's
         PEL at 0.83-0.90x of one unbounded XAUTOCLAIM on the fast path (see docs/benchmarks.md).
         Above about 5000 a call can exceed 50 ms on a busy 2-core host.
+      - This is the one default; callers (the C(consumer_recovery) role) leave the option unset
+        unless they mean to override it.
     type: int
     default: 2000
   plan_id_cap:
@@ -126,6 +129,17 @@ notes:
   - A consumer's idle time is reset by XREADGROUP and by XCLAIM/XAUTOCLAIM onto it; XPENDING and
     XINFO, which this module uses to inspect it, do not reset it.
   - Every server call is a script run with EVALSHA; scripts are loaded with SCRIPT LOAD.
+  - The Redis user needs the ACL in docs/acl.md (C(+xadd) and C(+xack) only with O(dead_letter),
+    C(+xrange) for check mode and O(dead_letter)). A denied command, also one denied inside a
+    script, fails the module with one sentence naming the command, the user and the rule to add.
+    Before a batch's first write the script checks that every command the batch may write with
+    is allowed, so a denial never splits a dead-letter copy from its acknowledgement.
+  - >-
+    On a failure after the run started (an ACL denial, the stream deleted by someone else, Redis
+    gone), the module fails with one sentence saying what had been done and what failed, for
+    example C(Moved 50 entries of router-0 to router-1, then could not retire router-0: Redis
+    user 'qt' may not run XGROUP DELCONSUMER ...), and returns RV(consumers), RV(totals),
+    RV(stats) and C(changed) as on success, so that the partial work can be reported.
 seealso:
   - name: XCLAIM
     description: The command that moves entries, with JUSTID.
@@ -170,14 +184,33 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+changed:
+  description: Whether anything was moved, dead-lettered, removed from a PEL or retired (in
+    check mode, would be). On a failure, whether anything had been changed before it.
+  returned: always, also on failure
+  type: bool
+  sample: true
+stream:
+  description: The stream, as given.
+  returned: always, also on failure
+  type: str
+  sample: quantum:stream:ai.decision
+group:
+  description: The consumer group, as given.
+  returned: always, also on failure
+  type: str
+  sample: router
 claim_to:
   description: The consumer that received the moved entries.
-  returned: always
+  returned: always, also on failure
   type: str
   sample: router-1
 consumers:
-  description: Per selected or named consumer, what was done (in check mode, what would be done).
-  returned: always
+  description:
+    - Per selected or named consumer, what was done (in check mode, what would be done).
+    - On a failure, what had been done before it; empty when the module failed before selecting
+      (bad options, Redis unreachable, a permission missing at the start).
+  returned: always, also on failure
   type: dict
   contains:
     pending_before:
@@ -228,13 +261,14 @@ consumers:
       deleted_ids: []
 totals:
   description: Sums over RV(consumers); C(consumers_selected) counts the existing consumers selected.
-  returned: always
+    On a failure, what had been done before it.
+  returned: always, also on failure
   type: dict
   sample: {moved: 3, dead_lettered: 0, deleted: 0, retired: 1, consumers_selected: 1}
 stats:
   description: Server calls made, the longest one in milliseconds as seen by the client, and how
     many batches took the XAUTOCLAIM fast path (in check mode, would take it).
-  returned: always
+  returned: always, also on failure
   type: dict
   sample: {calls: 4, longest_call_ms: 12.5, fast_path_batches: 2}
 diff:
@@ -252,6 +286,7 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.redis_connection import (
+    acl_denial,
     connection_argument_spec,
     explain_redis_error,
     redis_client,
@@ -357,8 +392,37 @@ def new_consumer_result(pending: int | None, idle_ms: int | None) -> dict[str, A
     }
 
 
+def build_result(
+    params: dict[str, Any], results: dict[str, dict[str, Any]], stats: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The module's result keys, the same on success and on failure: per consumer what was
+    done, the totals, and `changed` when anything was."""
+    totals = {key: sum(r[key] for r in results.values()) for key in ("moved", "dead_lettered", "deleted")}
+    totals["retired"] = sum(1 for r in results.values() if r["retired"])
+    totals["consumers_selected"] = sum(1 for r in results.values() if r["pending_before"] is not None)
+    return {
+        "changed": any(totals[key] for key in ("moved", "dead_lettered", "deleted", "retired")),
+        "stream": params["stream"],
+        "group": params["group"],
+        "claim_to": params["claim_to"],
+        "consumers": results,
+        "totals": totals,
+        "stats": stats or {"calls": 0, "longest_call_ms": 0.0, "fast_path_batches": 0},
+    }
+
+
+def entries(count: int) -> str:
+    return f"{count} entry" if count == 1 else f"{count} entries"
+
+
+def listing(items: list[str]) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 class ReclaimFailed(Exception):
-    """A failure after the run started; carries what had been done until then."""
+    """A failure of a run; carries its sentence and the result keys with what had been done
+    until then."""
 
     def __init__(self, msg: str, partial: dict[str, Any]) -> None:
         super().__init__(msg)
@@ -394,6 +458,8 @@ class StreamReclaim:
         self.calls = 0
         self.longest_call_ms = 0.0
         self.fast_batches = 0
+        # What the run was doing: ("drain" | "retire" | "diff", consumer); None while selecting.
+        self.step: tuple[str, str | None] | None = None
         self.verify_exists = self._xclaim_keeps_deleted_entries()
 
     def _xclaim_keeps_deleted_entries(self) -> bool:
@@ -564,81 +630,121 @@ class StreamReclaim:
         return after
 
     def report(self) -> dict[str, Any]:
-        totals = {
-            key: sum(r[key] for r in self.results.values()) for key in ("moved", "dead_lettered", "deleted")
+        stats = {
+            "calls": self.calls,
+            "longest_call_ms": round(self.longest_call_ms, 3),
+            "fast_path_batches": self.fast_batches,
         }
-        totals["retired"] = sum(1 for r in self.results.values() if r["retired"])
-        totals["consumers_selected"] = sum(
-            1 for r in self.results.values() if r["pending_before"] is not None
-        )
-        return {
-            "changed": any(totals[key] for key in ("moved", "dead_lettered", "deleted", "retired")),
-            "stream": self.params["stream"],
-            "group": self.params["group"],
-            "claim_to": self.params["claim_to"],
-            "consumers": self.results,
-            "totals": totals,
-            "stats": {
-                "calls": self.calls,
-                "longest_call_ms": round(self.longest_call_ms, 3),
-                "fast_path_batches": self.fast_batches,
-            },
-        }
+        return build_result(self.params, self.results, stats)
+
+    # -- failing ---------------------------------------------------------------------------
+
+    def _step_words(self, step: tuple[str, str | None]) -> str:
+        kind, name = step
+        claim_to = self.params["claim_to"]
+        if kind == "drain" and name == claim_to:
+            return f"dead-letter the entries of {name}"
+        if kind == "drain" and self.dead_letter_stream:
+            return f"move or dead-letter the entries of {name}"
+        if kind == "drain":
+            return f"move the entries of {name} to {claim_to}"
+        if kind == "retire":
+            return f"retire {name}"
+        return f"read group {self.params['group']} again for the diff"
+
+    def done_so_far(self) -> str | None:
+        """What this run has changed, as the start of a sentence; None when nothing."""
+        results = self.results.items()
+        parts = []
+        moved = [f"{entries(r['moved'])} of {name}" for name, r in results if r["moved"]]
+        if moved:
+            parts.append(f"moved {listing(moved)} to {self.params['claim_to']}")
+        dead = [f"{entries(r['dead_lettered'])} of {name}" for name, r in results if r["dead_lettered"]]
+        if dead:
+            parts.append(f"dead-lettered {listing(dead)} to {self.dead_letter_stream}")
+        deleted = [f"{entries(r['deleted'])} of {name}" for name, r in results if r["deleted"]]
+        if deleted:
+            parts.append(f"dropped from the PEL {listing(deleted)} that had been deleted from the stream")
+        retired = [name for name, r in results if r["retired"]]
+        if retired:
+            parts.append(f"retired {listing(retired)}")
+        if not parts:
+            return None
+        text = ", ".join(parts)
+        return text[0].upper() + text[1:]
+
+    def _cause(self, exc: Exception) -> str:
+        """The failure itself, as one sentence."""
+        if isinstance(exc, PreconditionFailed):
+            # Someone deleted or replaced a key: the script refused, nothing was half done.
+            return precondition_sentence(exc, self.params)
+        denial = acl_denial(exc)
+        keys: str | list[str] = self.params["stream"]
+        if denial and denial[1] == "xadd":
+            keys = str(self.dead_letter_stream)
+        elif denial and denial[0] == "key" and self.dead_letter_stream:
+            keys = [self.params["stream"], self.dead_letter_stream]  # either may be the one
+        return explain_redis_error(exc, self.params.get("connection") or {}, "reclaiming", key=keys)
+
+    def failure_sentence(self, exc: Exception) -> str:
+        """One sentence: what failed and, when the run had started working, what it had done
+        before (so a caller can report the partial work)."""
+        cause = self._cause(exc)
+        if self.step is None:
+            return cause  # selecting: nothing was done yet
+        step = self._step_words(self.step)
+        if self.check_mode:
+            return f"Could not plan to {step} (check mode, nothing was changed): {cause}"
+        done = self.done_so_far()
+        if done is None:
+            return f"Could not {step} (nothing was changed): {cause}"
+        return f"{done}, then could not {step}: {cause}"
+
+    # -- the run ---------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        """Select, drain, retire; the module result. Raises PreconditionFailed before any
-        change, ReclaimFailed (with the partial result) after."""
-        self.scripts.load()
-        _, before = self.select()
-        self.hook("selected", None)
+        """Select, drain, retire; the module result. On any failure raises ReclaimFailed with
+        one sentence and the same result keys, holding what had been done until then."""
         try:
+            self.scripts.load()
+            _, before = self.select()
+            self.hook("selected", None)
             for name, result in self.results.items():
                 if not result["skipped_reason"] and result["pending_before"]:
+                    self.step = ("drain", name)
                     self.drain(name)
             for name in self.results:
+                self.step = ("retire", name)
                 self.retire(name)
-        except Exception as exc:
-            if isinstance(exc, PreconditionFailed):
-                # Someone deleted or replaced the key mid-run: the script refused, nothing
-                # was half done, but earlier batches were.
-                msg = precondition_sentence(exc, self.params)
-            else:
-                msg = explain_redis_error(exc, self.params.get("connection") or {}, "reclaiming")
-            raise ReclaimFailed(msg, self.report()) from exc
-        result = self.report()
-        if self.diff:
-            if self.check_mode:
-                after = self._predicted_after(before)
-            else:
-                _, after = self._timed(
-                    self.scripts.select, self.params["stream"], self.params["group"], self.dead_letter_stream
-                )
-            result["diff"] = {"before": self._diff_side(before), "after": self._diff_side(after)}
+            result = self.report()
+            if self.diff:
+                if self.check_mode:
+                    after = self._predicted_after(before)
+                else:
+                    self.step = ("diff", None)
+                    params = self.params
+                    _, after = self._timed(
+                        self.scripts.select, params["stream"], params["group"], self.dead_letter_stream
+                    )
+                result["diff"] = {"before": self._diff_side(before), "after": self._diff_side(after)}
+        except Exception as exc:  # every failure: one sentence and the partial result
+            raise ReclaimFailed(self.failure_sentence(exc), self.report()) from exc
         return result
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    # The documented result keys come back on every failure too, empty before any work.
+    nothing_done = build_result(module.params, {})
     problem = input_problem(module.params)
     if problem:
-        module.fail_json(msg=problem)
-    client = redis_client(module)
+        module.fail_json(msg=problem, **nothing_done)
+    client = redis_client(module, fail_result=nothing_done)
     reclaim = StreamReclaim(client, module.params, check_mode=module.check_mode, diff=module._diff)
     try:
         result = reclaim.run()
-    except PreconditionFailed as exc:
-        module.fail_json(msg=precondition_sentence(exc, module.params), changed=False)
     except ReclaimFailed as exc:
-        done = exc.partial["totals"]
-        module.fail_json(
-            msg=(
-                f"{exc.msg} Done before the failure: {done['moved']} moved, {done['dead_lettered']} "
-                f"dead-lettered, {done['deleted']} deleted entries removed, {done['retired']} retired."
-            ),
-            **exc.partial,
-        )
-    except Exception as exc:  # a failure before any change, as one sentence
-        module.fail_json(msg=explain_redis_error(exc, module.params["connection"], "reading the group"))
+        module.fail_json(msg=exc.msg, **exc.partial)
     module.exit_json(**result)
 
 

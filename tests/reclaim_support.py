@@ -1,11 +1,17 @@
 """Imports redis_stream_reclaim in-process (as Ansible would package it) and runs its core,
-for tests that must act at a precise point of a run or run it many times quickly."""
+for tests that must act at a precise point of a run or run it many times quickly; and runs any
+module of this project in-process, whole (argument checks, main(), its JSON result), for tests
+that need a module's real result many times and fast."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 from types import ModuleType
 from typing import Any
 
+from ansible.module_utils.testing import patch_module_args
 from project_files import load_project_file
 
 
@@ -41,3 +47,21 @@ def run_reclaim(
     problem = module.input_problem(params)
     assert problem is None, problem
     return module.StreamReclaim(client, params, check_mode=check, diff=diff, hook=hook).run()
+
+
+def run_module_main(
+    relative_path: str, args: dict[str, Any], *, check: bool = False, diff: bool = False
+) -> dict[str, Any]:
+    """A module's main() in this process, with `args` as its module arguments: the result it
+    prints (exit_json or fail_json), as a dict. The same code path as a run through the
+    `ansible` command, without its second of start-up."""
+    module = load_project_file(relative_path)
+    internal = {"_ansible_check_mode": check, "_ansible_diff": diff}
+    out = io.StringIO()
+    with (
+        patch_module_args({**args, **internal}),
+        contextlib.redirect_stdout(out),
+        contextlib.suppress(SystemExit),
+    ):
+        module.main()
+    return json.loads(out.getvalue())

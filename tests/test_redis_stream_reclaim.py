@@ -10,13 +10,15 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 from conftest import dump_redis, run_ansible_module, start_redis
-from reclaim_support import load_reclaim_module, run_reclaim
+from reclaim_support import load_reclaim_module, run_module_main, run_reclaim
 
 STREAM = "quantum:stream:trade.intent"
 GROUP = "execution"
 LIVE = "execution-1"
 DEAD_LETTER = "quantum:stream:trade.intent.dead"
+RECLAIM = "library/redis_stream_reclaim.py"
 
 
 def fill(
@@ -711,3 +713,133 @@ def test_fast_path_never_with_a_dead_letter_policy(redis_server, redis_client):
     result = run_reclaim(redis_client, options)
     assert result["totals"]["moved"] == 10
     assert result["stats"]["fast_path_batches"] == 0
+
+
+# -- a failure reports what had been done before it ---------------------------------------------
+
+NOTHING = {"moved": 0, "dead_lettered": 0, "deleted": 0, "retired": 0, "consumers_selected": 0}
+
+
+@contextlib.contextmanager
+def acl_user(client: redis.Redis, name: str, *rules: str) -> Any:
+    """A Redis user holding `rules` for the duration of the block; its `connection` option."""
+    password = f"pw-{name}"
+    client.execute_command("ACL", "SETUSER", name, "reset", "on", f">{password}", *rules)
+    try:
+        yield {"username": name, "password": password}
+    finally:
+        client.execute_command("ACL", "DELUSER", name)
+
+
+def test_a_failure_after_moving_reports_the_partial_work(redis_server, redis_client):
+    """The user may move entries but not retire consumers: the entries are moved, retiring
+    fails, and the result says both, with the same keys as a success."""
+    fill(redis_client, 5, "dead")
+    fill(redis_client, 2, "old")
+    settle()
+    with acl_user(redis_client, "no-retire", "~*", "+@all", "-xgroup|delconsumer") as user:
+        connection = {**redis_server.connection, **user}
+        result = run_ansible_module(
+            "redis_stream_reclaim",
+            args(redis_server, connection=connection, consumers=["dead", "old"], retire=True),
+            expect_failure=True,
+        )
+    assert result["msg"] == (
+        "Moved 5 entries of dead and 2 entries of old to execution-1, then could not retire dead: "
+        "Redis user 'no-retire' may not run XGROUP DELCONSUMER on quantum:stream:trade.intent: "
+        "add +xgroup|delconsumer to its ACL (see docs/acl.md)."
+    )
+    assert result["changed"] is True
+    assert result["totals"] == {**NOTHING, "moved": 7, "consumers_selected": 2}
+    dead = result["consumers"]["dead"]
+    assert (dead["pending_before"], dead["moved"], dead["retired"]) == (5, 5, False)
+    assert result["consumers"]["old"]["moved"] == 2
+    assert result["claim_to"] == LIVE and result["stats"]["calls"] >= 3
+    assert consumers(redis_client) == {"dead": 0, "old": 0, LIVE: 7}
+
+
+def test_a_failure_between_batches_reports_the_batches_done(redis_server, redis_client):
+    """Someone deletes the stream after the first batch: the next batch refuses, and the run
+    reports the batch it had moved."""
+    fill(redis_client, 10, "dead")
+    settle()
+    module = load_reclaim_module()
+
+    def hook(event: str, consumer: str | None) -> None:
+        if event == "batch":
+            redis_client.delete(STREAM)
+
+    with pytest.raises(module.ReclaimFailed) as failed:
+        run_reclaim(redis_client, args(redis_server, consumers=["dead"], batch_size=4), hook=hook)
+    assert failed.value.msg == (
+        "Moved 4 entries of dead to execution-1, then could not move the entries of dead to execution-1: "
+        "Stream quantum:stream:trade.intent does not exist: check the stream option."
+    )
+    partial = failed.value.partial
+    assert partial["changed"] is True
+    assert partial["totals"]["moved"] == 4
+    assert partial["consumers"]["dead"]["moved"] == 4
+    assert partial["consumers"]["dead"]["retired"] is False
+
+
+def test_a_failure_in_check_mode_says_nothing_was_changed(redis_server, redis_client):
+    fill(redis_client, 3, "dead")
+    settle()
+    before = dump_redis(redis_client)
+    with acl_user(redis_client, "no-xrange", "~*", "+@all", "-xrange") as user:
+        connection = {**redis_server.connection, **user}
+        options = args(redis_server, connection=connection, consumers=["dead"])
+        result = run_module_main(RECLAIM, options, check=True)
+    assert result["msg"] == (
+        "Could not plan to move the entries of dead to execution-1 (check mode, nothing was changed): "
+        "Redis user 'no-xrange' may not run XRANGE on quantum:stream:trade.intent: "
+        "add +xrange to its ACL (see docs/acl.md)."
+    )
+    assert result["changed"] is False
+    assert result["consumers"]["dead"]["moved"] == 0
+    assert dump_redis(redis_client) == before
+
+
+def test_a_failure_before_any_work_returns_the_same_keys(redis_server, redis_client):
+    from conftest import free_loopback_port
+
+    down = {"host": "127.0.0.1", "port": free_loopback_port(), "connect_timeout": 1}
+    for extra in ({"batch_size": 0}, {"connection": down}):
+        result = run_module_main(RECLAIM, args(redis_server, consumers=["dead"], **extra))
+        assert result["failed"] is True
+        assert result["changed"] is False
+        assert result["consumers"] == {}
+        assert result["totals"] == NOTHING
+        assert result["claim_to"] == LIVE
+
+
+# -- batch_size: one default, bounded -----------------------------------------------------------
+
+
+def test_batch_size_has_one_documented_default():
+    module = load_reclaim_module()
+    documented = yaml.safe_load(module.DOCUMENTATION)["options"]["batch_size"]
+    assert documented["default"] == module.DEFAULT_BATCH_SIZE == 2000
+    assert module.argument_spec()["batch_size"]["default"] == 2000
+    assert module.MAX_BATCH_SIZE == 10000
+    assert documented["description"][0].startswith("Work per server call (1 to 10000)")
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 10001])
+def test_batch_size_out_of_range_fails_naming_it(redis_server, redis_client, batch_size):
+    fill(redis_client, 3, "dead")
+    settle()
+    before = dump_redis(redis_client)
+    result = run_module_main(RECLAIM, args(redis_server, consumers=["dead"], batch_size=batch_size))
+    assert result["failed"] is True
+    assert result["msg"] == f"batch_size must be between 1 and 10000, got {batch_size}."
+    assert dump_redis(redis_client) == before
+
+
+@pytest.mark.parametrize("batch_size", [1, 10000])
+def test_batch_size_bounds_are_accepted(redis_server, redis_client, batch_size):
+    fill(redis_client, 3, "dead")
+    settle()
+    result = run_module_main(RECLAIM, args(redis_server, consumers=["dead"], batch_size=batch_size))
+    assert not result.get("failed"), result.get("msg")
+    assert result["totals"]["moved"] == 3
