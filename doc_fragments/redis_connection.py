@@ -30,7 +30,11 @@ options:
         type: int
         default: 0
       username:
-        description: ACL user name (Redis 6 and later); needs O(connection.password).
+        description:
+          - ACL user name (Redis 6 and later); needs O(connection.password).
+          - The user needs the permissions listed in C(docs/acl.md). A command its ACL denies,
+            also inside a server-side script, fails the module with one sentence naming the
+            command, the user and the rule to add (for example C(+xinfo|consumers)).
         type: str
       password:
         description: Password, for the ACL user or for C(requirepass). Never shown in any output.
