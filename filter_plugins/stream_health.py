@@ -429,9 +429,10 @@ def _dead_consumers(
 
     Silent: the empty ones proven not to read: entries waited undelivered for the group all
     through the window (lag above 0 at both ends and entries-read flat, so the backlog never
-    emptied) and the consumer's clock was not reset. A read with `>` would have been served
-    (Redis never leaves a `>` read blocked while entries wait undelivered) and a read with
-    `0` resets the clock on every version, so it made no read in the window."""
+    emptied) and the consumer's clock was not reset (idle at least the window). A read with
+    `>` would have been served (Redis never leaves a `>` read blocked while entries wait
+    undelivered) and a read with `0` resets the clock on every version, so it made no read in
+    the window."""
     dead, empty, silent = [], [], []
     deltas = _mapping(group_delta.get("consumers"))
     lags = (_int_or_none(group_delta.get("lag_before")), _int_or_none(group_delta.get("lag_after")))
@@ -449,11 +450,12 @@ def _dead_consumers(
         pending = _int_or_none(info.get("pending")) or 0
         if pending == 0:
             empty.append(name)
-            if still and backlog_stood:
+            idle = _int_or_none(info.get("idle_ms"))
+            if still and backlog_stood and idle is not None and idle >= (window_ms or 0):
                 silent.append(
                     {
                         "name": name,
-                        "idle_ms": _int_or_none(info.get("idle_ms")),
+                        "idle_ms": idle,
                         "inactive_ms": _int_or_none(info.get("inactive_ms")),
                     }
                 )

@@ -832,6 +832,28 @@ def test_no_silence_proven_when_the_backlog_moved_or_the_clock_reset():
     assert router["silent_consumers"] == [] and router["empty_consumers"] == ["router-tmp"]
 
 
+def test_no_silence_proven_when_the_consumer_was_seen_within_a_short_window():
+    # An 800 ms window is shorter than the idle slack: a read 400 ms ago does not show as a
+    # reset, but idle below the window does. Not proven silent.
+    t1 = T0 + 800
+    state = dict(decision=10100, decision_last_ms=T0 - 10, router_read=10021, router_delivered_ms=T0 - HOUR)
+    before = pipeline_state(
+        T0, router_lag=79, **state,
+        router={"router-1": consumer(0, HOUR, now=T0), "router-tmp": consumer(0, 500, now=T0)},
+    )
+    after = pipeline_state(
+        t1, router_lag=79, **state,
+        router={"router-1": consumer(0, HOUR + 800, now=t1), "router-tmp": consumer(0, 400, now=t1)},
+    )
+    router = sh.stage_verdicts(before, after, PIPELINE)["router"]
+    assert router["verdict"] == "STALLED"
+    assert router["silent_consumers"] == []
+    after["streams"][DECISION]["groups"]["router"]["consumers"]["router-tmp"]["idle_ms"] = 1300
+    assert [c["name"] for c in sh.stage_verdicts(before, after, PIPELINE)["router"]["silent_consumers"]] == [
+        "router-tmp"
+    ]
+
+
 def test_orphans_are_listed_on_a_stopped_stage_too():
     before, after = seed_incident()
     after["streams"][DECISION]["groups"]["router"]["consumers"]["ghost"] = consumer(
