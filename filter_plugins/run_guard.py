@@ -61,6 +61,7 @@ INTERNAL = (
     "evidence_phase",
     "preflight_lock_held",
     "preflight_lock_token",
+    "preflight_validated",
     "preflight_changes_allowed",
     "consumer_recovery_evidence",
     "consumer_recovery_verdicts",
@@ -202,6 +203,16 @@ def run_option_names(_unused: Any = None) -> list[str]:
     return list(RUN_OPTIONS) + [name for name in INTERNAL if name not in RUN_OPTIONS]
 
 
+def _kind(value: Any) -> str:
+    """A value's kind in plain words (Ansible hands tagged subclasses of str, list, dict)."""
+    for kind, name in ((bool, "a boolean"), (str, "a string"), (int, "a number"), (float, "a number")):
+        if isinstance(value, kind):
+            return name
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return type(value).__name__
+
+
 def pipeline_guard_problems(pipeline: Any) -> list[str]:
     """What of the pipeline definition is used before `validate_pipeline`'s checks matter: the
     connection must be a mapping (the modules' `connection` option), the name names the run
@@ -211,11 +222,9 @@ def pipeline_guard_problems(pipeline: Any) -> list[str]:
     problems: list[str] = []
     redis = pipeline.get("redis")
     if not isinstance(redis, Mapping):
+        got = "" if redis is None else f", got {_kind(redis)} {str(redis)!r}"
         problems.append(
-            "pipeline.redis must be a mapping of connection options (host, port, password, ...), "
-            f"got {type(redis).__name__} {redis!r}."
-            if not isinstance(redis, Mapping) and redis is not None
-            else "pipeline.redis must be a mapping of connection options (host, port, password, ...)."
+            f"pipeline.redis must be a mapping of connection options (host, port, password, ...){got}."
         )
     name = pipeline.get("name")
     if isinstance(name, str) and not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):

@@ -135,7 +135,10 @@ def test_is_under() -> None:
 
 def test_pipeline_redis_must_be_a_mapping() -> None:
     problems = pipeline_guard_problems({**PIPELINE, "redis": "127.0.0.1:6379"})
-    assert len(problems) == 1 and problems[0].startswith("pipeline.redis must be a mapping")
+    assert problems == [
+        "pipeline.redis must be a mapping of connection options (host, port, password, ...), "
+        "got a string '127.0.0.1:6379'."
+    ]
     assert pipeline_guard_problems(PIPELINE) == []
 
 
