@@ -182,3 +182,12 @@ def test_run_id_shape() -> None:
     assert not is_run_id("../../etc")
     assert not is_run_id("20260117T101734Z-ab12/../x")
     assert not is_run_id(None)
+
+
+def test_one_batch_size_default_and_the_same_bounds() -> None:
+    # The role passes none of its own: redis_stream_reclaim's default is the only one.
+    defaults = yaml.safe_load((PROJECT_ROOT / "roles/consumer_recovery/defaults/main.yml").read_text())
+    assert "consumer_recovery_batch_size" not in defaults
+    reclaim = load_project_file("library/redis_stream_reclaim.py")
+    assert reclaim.DEFAULT_BATCH_SIZE == 2000
+    assert run_guard.RUN_OPTIONS["consumer_recovery_batch_size"] == ("int", 1, reclaim.MAX_BATCH_SIZE)
