@@ -31,3 +31,18 @@ LAB_RUN_FLAGS=(
 
 log() { printf '%s lab: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+
+debian_mirror() {
+  # The machine's own Debian mirror (deb822 sources first, then the one-line format): the one
+  # registry these machines reach, named by apt's sources, never by this code. Fails when
+  # apt's sources name none.
+  local uri
+  uri=$(awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}' /etc/apt/sources.list.d/*.sources 2>/dev/null \
+    | grep -E '/debian/?$' | head -n1 || true)
+  if [[ -z $uri ]]; then
+    uri=$(grep -hE '^deb\s' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+      | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' | grep -E '/debian/?$' | head -n1 || true)
+  fi
+  [[ -n $uri ]] || return 1
+  echo "$uri"
+}

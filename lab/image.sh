@@ -20,18 +20,6 @@ LABEL=org.quantum-remediation.lab.inputs
 force=false
 [[ ${1:-} == --force ]] && force=true
 
-debian_mirror() {
-  # The machine's own Debian mirror (deb822 sources first, then the one-line format).
-  local uri
-  uri=$(awk '/^URIs:/ {for (i = 2; i <= NF; i++) print $i}' /etc/apt/sources.list.d/*.sources 2>/dev/null \
-    | grep -E '/debian/?$' | head -n1 || true)
-  if [[ -z $uri ]]; then
-    uri=$(grep -hE '^deb\s' /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
-      | awk '{for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' | grep -E '/debian/?$' | head -n1 || true)
-  fi
-  echo "${uri:-http://deb.debian.org/debian}"
-}
-
 rootfs_key() {
   # What decides the root file system's content: suite, packages and this recipe's version.
   printf '%s\n' "$SUITE" "${PACKAGES[@]}" "recipe-1" | sha256sum | cut -c1-12
@@ -43,7 +31,7 @@ build_rootfs_tarball() {
   rm -rf "$rootfs"
   mkdir -p "$rootfs"
   local mirror
-  mirror=$(debian_mirror)
+  mirror=$(debian_mirror) || die "apt's sources name no Debian mirror (/etc/apt/sources.list*): debootstrap needs one"
   log "debootstrap $SUITE minbase from $mirror (about a minute)"
   local include
   include=$(IFS=,; echo "${PACKAGES[*]}")
