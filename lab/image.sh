@@ -1,24 +1,48 @@
 #!/usr/bin/env bash
 # Builds the lab image without any registry:
-#   1. a Debian bookworm minbase root file system from debootstrap, with every package the lab
-#      needs, cached as a tarball under .cache/lab/ (keyed by the package list);
+#   1. a Debian minbase root file system from debootstrap (suite bookworm: Redis 7.0.15, or
+#      trixie: Redis 8.0.2), with every package the lab needs, cached as a tarball under
+#      .cache/lab/ (keyed by suite and package list);
 #   2. `docker import` of that tarball as quantum-lab-base:<key>;
 #   3. a Dockerfile FROM that base adding files only (stubs, units, qt-lab, masks, STOPSIGNAL).
 # Each step is skipped when its output exists for the same inputs: the final image carries a
 # label with the hash of its inputs, so a warm run is a few docker calls.
-#   lab/image.sh [--force]
+#   lab/image.sh [--force] [--suite bookworm|trixie]
+#   QT_LAB_SUITE=trixie lab/image.sh
+# The image's tag: QT_LAB_IMAGE when set, else quantum-lab:latest for bookworm and
+# quantum-lab:<suite> for any other suite (quantum-lab:trixie).
 set -euo pipefail
+image_from_env=${QT_LAB_IMAGE:-}
 # shellcheck source=lab/common.sh
 source "$(dirname "$0")/common.sh"
 
-SUITE=bookworm
+SUITE=${QT_LAB_SUITE:-bookworm}
+force=false
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --force) force=true ;;
+    --suite) [[ $# -ge 2 ]] || die "--suite needs a value (bookworm or trixie)"; SUITE=$2; shift ;;
+    --suite=*) SUITE=${1#--suite=} ;;
+    *) die "unknown argument $1 (usage: lab/image.sh [--force] [--suite bookworm|trixie])" ;;
+  esac
+  shift
+done
+case $SUITE in
+  bookworm | trixie) ;;
+  *) die "suite $SUITE is not one the lab was checked on (bookworm, trixie)" ;;
+esac
+if [[ -n $image_from_env ]]; then
+  QT_LAB_IMAGE=$image_from_env
+elif [[ $SUITE == bookworm ]]; then
+  QT_LAB_IMAGE=quantum-lab:latest
+else
+  QT_LAB_IMAGE=quantum-lab:$SUITE
+fi
 PACKAGES=(
   systemd systemd-sysv python3 python3-redis python3-apt redis-server redis-tools
   procps iproute2 less
 )
 LABEL=org.quantum-remediation.lab.inputs
-force=false
-[[ ${1:-} == --force ]] && force=true
 
 rootfs_key() {
   # What decides the root file system's content: suite, packages and this recipe's version.
@@ -27,7 +51,7 @@ rootfs_key() {
 
 build_rootfs_tarball() {
   local tarball=$1 rootfs
-  rootfs=$QT_LAB_CACHE/rootfs.tmp
+  rootfs=$QT_LAB_CACHE/rootfs-$SUITE.tmp
   rm -rf "$rootfs"
   mkdir -p "$rootfs"
   local mirror
@@ -36,8 +60,8 @@ build_rootfs_tarball() {
   local include
   include=$(IFS=,; echo "${PACKAGES[*]}")
   debootstrap --variant=minbase --include="$include" "$SUITE" "$rootfs" "$mirror" \
-    > "$QT_LAB_CACHE/debootstrap.log" 2>&1 \
-    || die "debootstrap failed; see $QT_LAB_CACHE/debootstrap.log"
+    > "$QT_LAB_CACHE/debootstrap-$SUITE.log" 2>&1 \
+    || die "debootstrap failed; see $QT_LAB_CACHE/debootstrap-$SUITE.log"
   # Nothing inside the image reaches a network: no package lists, no caches.
   rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb
   tar -C "$rootfs" --numeric-owner -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
