@@ -22,7 +22,7 @@ lint: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production
 
 unit: venv
-	scripts/run-pytest.sh
+	scripts/run-pytest.sh  # full suite on Redis 7.0.15, then the server tests on Redis 8.0.2 and Valkey 8.1.1
 
 molecule: deps venv
 	scripts/run-molecule.sh

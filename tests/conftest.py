@@ -1,8 +1,14 @@
 """Shared fixtures: a real redis-server on a free loopback port, and a way to run our
-modules through the real `ansible` command (not only imported)."""
+modules through the real `ansible` command (not only imported).
+
+The server binary is `QT_REDIS_SERVER` (a path) when set, else `redis-server` on PATH (Debian
+12's 7.0.15): scripts/run-pytest.sh runs the suite once per server of the matrix
+(docs/server-versions.md). Tests whose expectation depends on the server ask the running
+server (`server_version`, `has_inactive`), never assume 7.0."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -18,6 +24,98 @@ from pathlib import Path
 import pytest
 import redis
 from project_files import PROJECT_ROOT, load_project_file  # noqa: F401 - shared by the tests
+
+
+def redis_server_binary() -> str:
+    """The redis-server every fixture of this session starts."""
+    configured = os.environ.get("QT_REDIS_SERVER", "").strip()
+    if configured:
+        return configured
+    return shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def redis_server_banner(binary: str) -> str:
+    """What the binary says it is (`redis-server --version`), for the session's header."""
+    try:
+        proc = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30)
+    except OSError as exc:
+        return f"cannot run {binary}: {exc}"
+    return (proc.stdout or proc.stderr).strip() or f"{binary} --version said nothing (rc={proc.returncode})"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    binary = redis_server_binary()
+    if os.environ.get("QT_REDIS_SERVER", "").strip() and not (
+        os.path.isfile(binary) and os.access(binary, os.X_OK)
+    ):
+        raise pytest.UsageError(f"QT_REDIS_SERVER={binary} is not an executable file.")
+    config.addinivalue_line(
+        "markers", "server: starts or talks to a real redis-server (selected on every server of the matrix)"
+    )
+
+
+# Fixtures that are a server of this session: a test using one (directly or through another
+# fixture) touches the server.
+SERVER_FIXTURES = frozenset({"redis_server", "redis_client"})
+_current_item: pytest.Item | None = None
+
+
+def _starts_a_server(function: object) -> bool:
+    try:
+        return "start_redis(" in inspect.getsource(function)  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark `server` every test that starts or talks to a redis-server: the one thing that
+    differs between the passes of the server matrix (`-m server` selects them)."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        touches = bool(names & SERVER_FIXTURES) or _starts_a_server(getattr(item, "function", None))
+        fixture_info = getattr(item, "_fixtureinfo", None)
+        if not touches and fixture_info is not None:
+            touches = any(
+                _starts_a_server(fixturedef.func)
+                for name in names
+                for fixturedef in fixture_info.name2fixturedefs.get(name, ())
+            )
+        if touches:
+            item.add_marker(pytest.mark.server)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    global _current_item
+    _current_item = item
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    global _current_item
+    _current_item = None
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    binary = redis_server_binary()
+    return [f"redis-server under test: {binary} ({redis_server_banner(binary)})"]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # The header is hidden by -q: say it on a line of its own as well, whatever the verbosity.
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and reporter.verbosity < 0:
+        reporter.write_line(pytest_report_header(session.config)[0])
+
+
+def server_version(client: redis.Redis) -> tuple[int, int, int]:
+    """The Redis protocol version the server reports (`redis_version`: Valkey 8.1 reports 7.2.4,
+    the Redis version whose behaviour it keeps)."""
+    major, minor, patch = [*client.info("server")["redis_version"].split("."), "0", "0"][:3]
+    return int(major), int(minor), int(patch)
+
+
+def has_inactive(client: redis.Redis) -> bool:
+    """XINFO CONSUMERS reports `inactive` (the time since the last successful read) from 7.2."""
+    return server_version(client) >= (7, 2, 0)
 
 
 def free_loopback_port() -> int:
@@ -45,9 +143,15 @@ class RedisServer:
         return redis.Redis(host=self.host, port=self.port, decode_responses=True, **kwargs)
 
     def start(self) -> None:
-        redis_server = shutil.which("redis-server") or "/usr/bin/redis-server"
+        if _current_item is not None and _current_item.get_closest_marker("server") is None:
+            # The matrix's extra passes select `-m server`: a test starting a server unmarked
+            # would silently never run on them.
+            raise AssertionError(
+                f"{_current_item.nodeid} starts a redis-server but is not marked `server`: use the "
+                "redis_server fixture, call start_redis() in the test or a fixture, or mark it."
+            )
         args = [
-            redis_server,
+            redis_server_binary(),
             "--bind", self.host,
             "--port", str(self.port),
             "--save", "",
