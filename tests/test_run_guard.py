@@ -191,3 +191,31 @@ def test_one_batch_size_default_and_the_same_bounds() -> None:
     reclaim = load_project_file("library/redis_stream_reclaim.py")
     assert reclaim.DEFAULT_BATCH_SIZE == 2000
     assert run_guard.RUN_OPTIONS["consumer_recovery_batch_size"] == ("int", 1, reclaim.MAX_BATCH_SIZE)
+
+
+HERE = {"host": "ops-1", "boot_id": "b-1", "pid": 4242, "started": 1000}
+STAT = "4242 (ansible-playboo) S 4000 4242 4000 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 1000 1 1"
+
+
+def test_proc_start_ticks() -> None:
+    assert run_guard.proc_start_ticks(STAT) == 1000
+    # A command name with spaces and parentheses does not shift the fields.
+    tricky = "77 (a) b (c) S 1 77 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 555 1 1"
+    assert run_guard.proc_start_ticks(tricky) == 555
+    assert run_guard.proc_start_ticks("") is None and run_guard.proc_start_ticks(None) is None
+
+
+def test_a_lock_whose_holder_is_gone_from_this_controller_is_taken_over() -> None:
+    owner = {"run_id": "20260117T101700Z-cafe", "controller": dict(HERE)}
+    # The holder still runs (same pid, same start): held.
+    assert run_lock_decision(owner, True, 5, 3600, HERE, STAT)["action"] == "held"
+    # Gone (no /proc entry), or the pid reused by another process: orphaned, taken over now.
+    gone = run_lock_decision(owner, True, 5, 3600, HERE, "")
+    assert gone["action"] == "orphaned" and "pid 4242" in gone["message"]
+    reused = STAT.replace(" 1000 1 1", " 2000 1 1")
+    assert run_lock_decision(owner, True, 5, 3600, HERE, reused)["action"] == "orphaned"
+    # Another controller, or this one rebooted since: its processes cannot be seen; held.
+    assert run_lock_decision(owner, True, 5, 3600, {**HERE, "host": "awx-job-9"}, "")["action"] == "held"
+    assert run_lock_decision(owner, True, 5, 3600, {**HERE, "boot_id": "b-2"}, "")["action"] == "held"
+    # An owner file without a controller (older runs): held until stale.
+    assert run_lock_decision({"run_id": "x"}, True, 5, 3600, HERE, "")["action"] == "held"
