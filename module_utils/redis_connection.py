@@ -206,7 +206,10 @@ _SCRIPT_LINE = re.compile(r"script: ([0-9a-f]{40}), on @user_script:(\d+)")
 _LUA_CALL = re.compile(r"\bp?call\(\s*'([A-Za-z]+)'(?:\s*,\s*'([A-Za-z]+)')?")
 _NAMED_KEY = re.compile(r"access the '([^']*)' key")
 _ACL_WORDS = ("The user executing the script can't", "ACL failure in script")
-_KEY_DENIED = ("access one of the keys", "access at least one of the keys", "access the '")
+# 7.0: "...access one of the keys used as arguments" (client), "...access at least one of the
+# keys mentioned..." (script); 7.2+: "...to access the 'k' key"; 8.0 and Valkey 8.1: "No
+# permissions to access a key" (client and script alike).
+_KEY_DENIED = ("access one of the keys", "access at least one of the keys", "access the '", "access a key")
 _COMMAND_DENIED = ("no permissions to run", "can't run this command")
 
 

@@ -286,9 +286,6 @@ def test_each_permission_is_needed_where_documented(admin, connection, permissio
         assert set(result) >= {"consumers", "totals", "stats", "claim_to", "changed"}
 
 
-# A key denial as Redis 8.0.2 and Valkey 8.1.1 word it (7.0.15: "this user has no permissions to
-# access one of the keys used as arguments").
-KEY_DENIAL_8 = "No permissions to access a key"
 KEY_CASES = [
     (
         "~other:*",
@@ -313,12 +310,8 @@ def test_a_key_outside_the_key_pattern_is_named(admin, connection, pattern, run,
     result = RUNS[run](connection)
     assert result.get("failed") is True
     assert snapshot(admin) == before
-    if KEY_DENIAL_8 in result["msg"]:
-        # Redis 8.0.2 and Valkey 8.1.1 word a key denial "NOPERM No permissions to access a key",
-        # at the top level and inside a script; module_utils/redis_connection.py (acl_denial,
-        # _KEY_DENIED) knows only 7.0's wordings, so the server's words are shown unexplained.
-        # Reported, not the tests' to fix: this assertion runs again as soon as it is recognised.
-        pytest.xfail(f"the module does not recognise '{KEY_DENIAL_8}' yet: {result['msg']}")
+    # Redis 7.0.15: "...access one of the keys used as arguments"; 8.0.2 and Valkey 8.1.1:
+    # "No permissions to access a key": the same sentence from the module on every server.
     assert_one_sentence(result["msg"])
     assert f"Redis user '{USER}' {expected}" in result["msg"]
 
