@@ -15,11 +15,11 @@ options:
     type: dict
     suboptions:
       host:
-        description: Host name or address of the Redis server.
+        description: Host name or address of the Redis server. Ignored with O(connection.sentinel).
         type: str
         default: 127.0.0.1
       port:
-        description: TCP port of the Redis server.
+        description: TCP port of the Redis server. Ignored with O(connection.sentinel).
         type: int
         default: 6379
       unix_socket:
@@ -64,4 +64,42 @@ options:
         description: Seconds to wait for each answer, and for the TLS handshake.
         type: float
         default: 10.0
+      sentinel:
+        description:
+          - Find the primary through Redis Sentinel instead of O(connection.host) and O(connection.port)
+            (the inventory's C(pipeline.redis.sentinel)).
+          - The sentinels are asked once, at the start, for the primary of O(connection.sentinel.service_name)
+            (the first sentinel that answers and knows it as an up primary names it; same timeouts, one
+            attempt), then the module connects directly to that address with O(connection.username),
+            O(connection.password) and O(connection.db); it never follows a failover silently.
+          - Fencing - before every write (each reclaim batch, retirement, governor reset) the module checks
+            with C(ROLE) that the node is still the primary; after a failover it stops with one sentence
+            saying what it had done and that nothing more was written, and a new run finishes against the
+            new primary. A C(READONLY) reply is reported the same way. The data-node user then also needs
+            C(+role) (C(docs/acl.md)).
+          - ROLE cannot see the seconds between the replica's promotion and the old primary's demotion -
+            writes made then are lost with the old primary's data; no entry is lost by that (a move that
+            is lost leaves the entry with the dead consumer) and a new run finishes the work
+            (C(docs/interfaces.md)).
+          - Results that name the endpoint say C(primary HOST:PORT of Sentinel service NAME).
+          - Cannot be combined with O(connection.unix_socket) or O(connection.tls).
+        type: dict
+        suboptions:
+          hosts:
+            description: Required. The sentinels, as C(host:port) strings (C([::1]:26379) for IPv6).
+            type: list
+            elements: str
+          service_name:
+            description:
+              - Required. The name the sentinels monitor the primary by (C(sentinel monitor NAME ...)).
+            type: str
+          username:
+            description:
+              - ACL user on the sentinels themselves (not the data nodes).
+              - Needs O(connection.sentinel.password).
+            type: str
+          password:
+            description:
+              - Password on the sentinels (C(requirepass) or the ACL user's). Never shown in any output.
+            type: str
 """

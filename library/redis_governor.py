@@ -100,6 +100,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+endpoint:
+  description: The Redis the module talked to - C(HOST:PORT), C(unix socket PATH), or with
+    O(connection.sentinel) C(primary HOST:PORT of Sentinel service NAME) (the primary the sentinels named).
+  returned: always
+  type: str
+  sample: primary 127.0.0.1:6379 of Sentinel service quantum
 governor:
   description: The governor as read, before any change.
   returned: always
@@ -191,7 +197,9 @@ from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.redis_connection import (
+    assert_primary,
     connection_argument_spec,
+    describe_endpoint,
     explain_redis_error,
     redis_client,
     remember_script,
@@ -386,6 +394,8 @@ class Governor:
         # Loaded every time, not only when the server lacks it: the user's ACL needs the same
         # permissions (SCRIPT LOAD, EVALSHA) whatever the server's script cache holds.
         self.call(context, None, self.client.script_load, RESET_SCRIPT)
+        # The fence: with connection.sentinel, still the primary (ROLE) right before the write.
+        self.call(context, None, assert_primary, self.client, self.module.params["connection"])
         args = [
             self.spec["date_field"],
             self.spec["count_field"],
@@ -411,6 +421,7 @@ def main() -> None:
     state = governor.state()
     result: dict[str, Any] = {
         "changed": False,
+        "endpoint": describe_endpoint(module.params["connection"]),
         "governor": state,
         "results_today": governor.results_today,
         "counted_stream_exists": governor.counted_stream_exists,

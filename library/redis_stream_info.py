@@ -129,6 +129,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+endpoint:
+  description: The Redis the module talked to - C(HOST:PORT), C(unix socket PATH), or with
+    O(connection.sentinel) C(primary HOST:PORT of Sentinel service NAME) (the primary the sentinels named).
+  returned: always
+  type: str
+  sample: primary 127.0.0.1:6379 of Sentinel service quantum
 server:
   description: The Redis server.
   returned: always
@@ -592,7 +598,13 @@ def main() -> None:
     finally:
         client.close()
 
-    result = {"changed": False, "server": info.server, "streams": info.streams, "missing": info.missing}
+    result = {
+        "changed": False,
+        "endpoint": describe_endpoint(connection),
+        "server": info.server,
+        "streams": info.streams,
+        "missing": info.missing,
+    }
     if info.missing and params["fail_on_missing"]:
         module.fail_json(
             msg=f"Missing from Redis at {describe_endpoint(connection)}: {', '.join(info.missing)}.", **result

@@ -184,6 +184,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+endpoint:
+  description: The Redis the module talked to - C(HOST:PORT), C(unix socket PATH), or with
+    O(connection.sentinel) C(primary HOST:PORT of Sentinel service NAME) (the primary the sentinels named).
+  returned: always once connected, also on a failure after that
+  type: str
+  sample: primary 127.0.0.1:6379 of Sentinel service quantum
 changed:
   description: Whether anything was moved, dead-lettered, removed from a PEL or retired (in
     check mode, would be). On a failure, whether anything had been changed before it.
@@ -287,7 +293,9 @@ from typing import Any
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.redis_connection import (
     acl_denial,
+    assert_primary,
     connection_argument_spec,
+    describe_endpoint,
     explain_redis_error,
     redis_client,
 )
@@ -480,6 +488,13 @@ class StreamReclaim:
             self.calls += 1
             self.longest_call_ms = max(self.longest_call_ms, (time.perf_counter() - started) * 1000)
 
+    def _fence(self) -> None:
+        """Before every write: with connection.sentinel, the node must still be the primary
+        (ROLE); a failover mid-run stops the run with one sentence (NotPrimary)."""
+        connection = self.params.get("connection") or {}
+        if not self.check_mode and connection.get("sentinel"):
+            self._timed(assert_primary, self.client, connection)
+
     # -- selection -------------------------------------------------------------------------
 
     def select(self) -> tuple[int, dict[str, dict[str, int]]]:
@@ -530,6 +545,7 @@ class StreamReclaim:
         cap = params["plan_id_cap"]
         cursor = "-"
         while True:
+            self._fence()
             batch = self._timed(
                 self.scripts.batch,
                 stream=params["stream"],
@@ -588,6 +604,7 @@ class StreamReclaim:
                 result["retired"] = True
             return
         self.hook("retire", name)
+        self._fence()
         status, detail = self._timed(
             self.scripts.retire, self.params["stream"], self.params["group"], name, self.guards[name]
         )
@@ -740,12 +757,13 @@ def main() -> None:
     if problem:
         module.fail_json(msg=problem, **nothing_done)
     client = redis_client(module, fail_result=nothing_done)
+    endpoint = describe_endpoint(module.params["connection"])
     reclaim = StreamReclaim(client, module.params, check_mode=module.check_mode, diff=module._diff)
     try:
         result = reclaim.run()
     except ReclaimFailed as exc:
-        module.fail_json(msg=exc.msg, **exc.partial)
-    module.exit_json(**result)
+        module.fail_json(msg=exc.msg, endpoint=endpoint, **exc.partial)
+    module.exit_json(endpoint=endpoint, **result)
 
 
 if __name__ == "__main__":

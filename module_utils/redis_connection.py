@@ -16,6 +16,7 @@ try:
     from redis import exceptions as redis_exceptions
     from redis.backoff import NoBackoff
     from redis.retry import Retry
+    from redis.sentinel import MasterNotFoundError, Sentinel
 
     REDIS_IMPORT_ERROR = None
 except ImportError:  # pragma: no cover - exercised on targets without redis-py
@@ -42,6 +43,16 @@ CONNECTION_SUBOPTIONS: dict[str, dict[str, Any]] = {
     "tls_verify": {"type": "bool", "default": True},
     "connect_timeout": {"type": "float", "default": 5.0},
     "socket_timeout": {"type": "float", "default": 10.0},
+    # The primary found through Sentinel instead of host/port (see sentinel_primary()).
+    "sentinel": {
+        "type": "dict",
+        "options": {
+            "hosts": {"type": "list", "elements": "str"},
+            "service_name": {"type": "str"},
+            "username": {"type": "str"},
+            "password": {"type": "str", "no_log": True},
+        },
+    },
 }
 
 _TLS_FILES = ("tls_ca_file", "tls_cert_file", "tls_key_file")
@@ -71,6 +82,9 @@ def validate_connection(module: AnsibleModule, raw: dict[str, Any] | None, sourc
     # Masked before any failure can echo the value back.
     if raw.get("password"):
         module.no_log_values.add(str(raw["password"]))
+    sentinel = raw.get("sentinel")
+    if isinstance(sentinel, dict) and sentinel.get("password"):
+        module.no_log_values.add(str(sentinel["password"]))
     result = ArgumentSpecValidator(spec).validate(raw)
     if result.error_messages:
         module.fail_json(msg=f"{source} is not a valid connection: {'; '.join(result.error_messages)}.")
@@ -78,13 +92,58 @@ def validate_connection(module: AnsibleModule, raw: dict[str, Any] | None, sourc
 
 
 def describe_endpoint(connection: dict[str, Any]) -> str:
+    sentinel = connection.get("sentinel")
+    if sentinel:
+        # redis_client() has put the primary's address in host and port.
+        primary = f"{connection['host']}:{connection['port']}"
+        return f"primary {primary} of Sentinel service {sentinel['service_name']}"
     if connection.get("unix_socket"):
         return f"unix socket {connection['unix_socket']}"
     return f"{connection['host']}:{connection['port']}"
 
 
+def _host_port(address: str) -> tuple[str, int] | None:
+    """("host", port) of a "host:port" string ("[::1]:26379" for IPv6), None when it is not one."""
+    host, sep, port = str(address).rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
+
+
+def sentinel_problem(connection: dict[str, Any]) -> str | None:
+    """The first thing wrong with connection.sentinel, as one sentence naming the option."""
+    sentinel = connection.get("sentinel")
+    if sentinel is None:
+        return None
+    if connection.get("unix_socket"):
+        return (
+            "connection.sentinel and connection.unix_socket cannot be used together: the sentinels "
+            "name the primary by host and port."
+        )
+    if connection.get("tls"):
+        return "connection.sentinel cannot be used with connection.tls: sentinels are reached without TLS."
+    hosts = sentinel.get("hosts")
+    if not hosts:
+        return 'connection.sentinel.hosts is required: the sentinels as a list of "host:port" strings.'
+    for address in hosts:
+        if _host_port(address) is None:
+            return (
+                f'connection.sentinel.hosts must hold "host:port" strings with a port between 1 and '
+                f"65535, got {address!r}."
+            )
+    if not sentinel.get("service_name"):
+        return "connection.sentinel.service_name is required: the name the sentinels monitor the primary by."
+    if sentinel.get("username") and not sentinel.get("password"):
+        return "connection.sentinel.username needs connection.sentinel.password."
+    return None
+
+
 def connection_problem(connection: dict[str, Any]) -> str | None:
     """Contradictory or incomplete connection options, as a sentence, or None."""
+    problem = sentinel_problem(connection)
+    if problem:
+        return problem
     if connection.get("unix_socket") and connection.get("tls"):
         return (
             "connection.unix_socket and connection.tls cannot be used together: TLS is for TCP connections."
@@ -127,6 +186,12 @@ def redis_client(
     if problem:
         module.fail_json(msg=problem, **fail_result)
 
+    if connection.get("sentinel"):
+        try:
+            connection["host"], connection["port"] = sentinel_primary(connection)
+        except SentinelFailed as exc:
+            module.fail_json(msg=str(exc), **fail_result)
+
     kwargs: dict[str, Any] = {
         "db": connection["db"],
         "username": connection.get("username"),
@@ -157,6 +222,140 @@ def redis_client(
     except Exception as exc:  # every failure becomes one sentence
         module.fail_json(msg=explain_redis_error(exc, connection), **fail_result)
     return client
+
+
+# -- Sentinel --------------------------------------------------------------------------------
+
+
+class SentinelFailed(Exception):
+    """The sentinels could not name the primary; the message is the sentence."""
+
+
+class NotPrimary(Exception):
+    """The node this run writes to is no longer the primary; the message is the sentence."""
+
+
+def _sentinel_list(connection: dict[str, Any]) -> str:
+    return ", ".join(connection["sentinel"]["hosts"])
+
+
+def sentinel_primary(connection: dict[str, Any]) -> tuple[str, int]:
+    """(host, port) of the primary the sentinels name for connection.sentinel.service_name:
+    asked once (redis-py's Sentinel.discover_master: each sentinel in turn, the first one that
+    knows the service as an up primary answers), with the connection's timeouts, one attempt,
+    no retry. Raises SentinelFailed with one sentence."""
+    sentinel = connection["sentinel"]
+    name = sentinel["service_name"]
+    hosts = [_host_port(address) for address in sentinel["hosts"]]
+    sentinel_kwargs = {
+        "username": sentinel.get("username"),
+        "password": sentinel.get("password"),
+        "socket_connect_timeout": connection["connect_timeout"],
+        "socket_timeout": connection["socket_timeout"],
+        "decode_responses": True,
+        "retry": Retry(NoBackoff(), 0),
+    }
+    where = f"the sentinels of connection.sentinel.hosts ({_sentinel_list(connection)})"
+    finder = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs)
+    # What each sentinel that could not be asked said (discover_master skips it silently).
+    unreachable: list[BaseException] = []
+    for node in finder.sentinels:
+        node.sentinel_masters = _recording(node.sentinel_masters, unreachable)
+    try:
+        host, port = finder.discover_master(name)
+    except MasterNotFoundError as exc:
+        refused = [error for error in unreachable if _is_auth_error(error)]
+        if refused and len(unreachable) >= len(hosts):
+            raise SentinelFailed(_sentinel_auth_sentence(connection)) from exc
+        if len(unreachable) >= len(hosts):
+            reason = str(unreachable[0]).rstrip(".").replace(". ", ": ")
+            raise SentinelFailed(
+                f"No sentinel answered: could not reach any of {where} ({reason}): check "
+                "connection.sentinel.hosts and that the sentinels run."
+            ) from exc
+        raise SentinelFailed(
+            f"The sentinels know no primary for Sentinel service {name}: none of {where} that answered "
+            "monitors it with a primary that is up: check connection.sentinel.service_name."
+        ) from exc
+    except Exception as exc:  # authentication, ACL, protocol: one sentence
+        text = _error_chain_text(exc).rstrip(".")
+        if _is_auth_error(exc):
+            raise SentinelFailed(_sentinel_auth_sentence(connection)) from exc
+        if acl_denial(exc) is not None:
+            user = sentinel.get("username") or "default"
+            raise SentinelFailed(
+                f"Sentinel user '{user}' may not run SENTINEL MASTERS: add +sentinel|masters to its ACL "
+                f"on every sentinel (see {ACL_DOC})."
+            ) from exc
+        raise SentinelFailed(
+            f"Could not ask {where} for the primary of Sentinel service {name}: {type(exc).__name__}: {text}."
+        ) from exc
+    finally:
+        for node in finder.sentinels:
+            node.close()
+    return str(host), int(port)
+
+
+def _is_auth_error(exc: BaseException) -> bool:
+    text = str(exc)
+    return isinstance(exc, redis_exceptions.AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text
+
+
+def _sentinel_auth_sentence(connection: dict[str, Any]) -> str:
+    return (
+        f"The sentinels of connection.sentinel.hosts ({_sentinel_list(connection)}) refused "
+        "authentication: check connection.sentinel.username and connection.sentinel.password."
+    )
+
+
+def _recording(ask: Any, unreachable: list[BaseException]) -> Any:
+    """`ask`, recording the connection failures and timeouts it raises in `unreachable`."""
+
+    def recorded() -> Any:
+        try:
+            return ask()
+        except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError) as exc:
+            unreachable.append(exc)
+            raise
+
+    return recorded
+
+
+def not_primary_sentence(connection: dict[str, Any]) -> str:
+    """The fencing sentence: the node this run wrote to is no longer the primary."""
+    sentinel = connection.get("sentinel")
+    endpoint = f"{connection.get('host')}:{connection.get('port')}"
+    if sentinel:
+        return (
+            f"Redis at {endpoint} is no longer the primary of Sentinel service {sentinel['service_name']} "
+            "(a failover happened during the run): nothing more was written; run again to finish "
+            "against the new primary."
+        )
+    return (
+        f"Redis at {describe_endpoint(connection)} is a read-only replica: nothing more was written; "
+        "point connection at the primary, or find it with connection.sentinel."
+    )
+
+
+def assert_primary(client: Any, connection: dict[str, Any]) -> None:
+    """The fence before every write: with connection.sentinel, ROLE must still say `master`
+    (a failover turns the old primary into a replica); raises NotPrimary with one sentence.
+    Without connection.sentinel nothing is asked (the minimal ACL of docs/acl.md has no +role)."""
+    if not connection.get("sentinel"):
+        return
+    role = client.execute_command("ROLE")
+    if not role or str(role[0]) != "master":
+        raise NotPrimary(not_primary_sentence(connection))
+
+
+def is_readonly_error(exc: BaseException) -> bool:
+    """A write refused by a replica (-READONLY), sent by the client or inside a script."""
+    if isinstance(exc, KeyedRedisError):
+        exc = exc.error
+    if redis_exceptions is not None and isinstance(exc, redis_exceptions.ReadOnlyError):
+        return True
+    text = str(exc)
+    return text.startswith("READONLY") or "write against a read only replica" in text
 
 
 def _error_chain_text(exc: BaseException) -> str:
@@ -197,7 +396,7 @@ _CONTAINER_COMMANDS = frozenset(
      "object", "pubsub", "script", "slowlog", "xgroup", "xinfo"}
 )  # fmt: skip
 # Commands that touch no key: a sentence about them names no key.
-_KEYLESS_COMMANDS = frozenset({"auth", "hello", "info", "ping", "select", "time"})
+_KEYLESS_COMMANDS = frozenset({"auth", "hello", "info", "ping", "role", "select", "time"})
 
 _SCRIPT_SOURCES: dict[str, str] = {}
 
@@ -319,6 +518,10 @@ def explain_redis_error(
     if isinstance(exc, KeyedRedisError):
         key = key or exc.key
         exc = exc.error
+    if isinstance(exc, NotPrimary):
+        return str(exc)
+    if is_readonly_error(exc):
+        return not_primary_sentence(connection)
     denial = acl_denial(exc)
     if denial is not None:
         named_key = _NAMED_KEY.search(str(exc))

@@ -331,3 +331,32 @@ def test_validate_connection_fills_defaults_and_masks_the_password():
     assert validated["port"] == 6390
     assert validated["socket_timeout"] == 10.0
     assert PASSWORD in module.no_log_values
+
+
+def test_without_sentinel_no_role_is_sent(redis_client):
+    """The fence asks ROLE only with connection.sentinel: a reclaim without it sends none (the
+    minimal ACL of docs/acl.md has no +role; tests/test_acl.py covers every module)."""
+    from reclaim_support import run_module_main
+
+    redis_client.xadd(STREAM, {"n": 1})
+    redis_client.xgroup_create(STREAM, "router", id="0")
+    redis_client.xreadgroup("router", "router-0", {STREAM: ">"})
+    redis_client.config_resetstat()
+    connection = {"host": redis_client.connection_pool.connection_kwargs["host"],
+                  "port": redis_client.connection_pool.connection_kwargs["port"]}  # fmt: skip
+    result = run_module_main(
+        "library/redis_stream_reclaim.py",
+        {"connection": connection, "stream": STREAM, "group": "router", "consumers": ["router-0"],
+         "claim_to": "router-1", "retire": True},
+    )  # fmt: skip
+    assert result["totals"]["moved"] == 1
+    assert result["endpoint"] == f"{connection['host']}:{connection['port']}"
+    assert "cmdstat_role" not in redis_client.info("commandstats")
+
+
+def test_validate_connection_masks_the_sentinel_password():
+    module = FakeModule({})
+    raw = {"sentinel": {"hosts": ["127.0.0.1:26379"], "service_name": "s", "password": PASSWORD}}
+    validated = rc.validate_connection(module, raw, "pipeline.redis")
+    assert validated["sentinel"]["service_name"] == "s" and PASSWORD in module.no_log_values
+    assert rc.connection_problem(validated) is None
