@@ -73,14 +73,15 @@ options:
             attempt), then the module connects directly to that address with O(connection.username),
             O(connection.password) and O(connection.db); it never follows a failover silently.
           - Fencing - before every write (each reclaim batch, retirement, governor reset) the module checks
-            with C(ROLE) that the node is still the primary; after a failover it stops with one sentence
-            saying what it had done and that nothing more was written, and a new run finishes against the
-            new primary. A C(READONLY) reply is reported the same way. The data-node user then also needs
-            C(+role) (C(docs/acl.md)).
-          - ROLE cannot see the seconds between the replica's promotion and the old primary's demotion -
-            writes made then are lost with the old primary's data; no entry is lost by that (a move that
-            is lost leaves the entry with the dead consumer) and a new run finishes the work
-            (C(docs/interfaces.md)).
+            with C(ROLE) that the node is still the primary, and that the first sentinel that answers
+            C(SENTINEL GET-MASTER-ADDR-BY-NAME) still names it (a failover names the promoted replica
+            seconds before the old primary is demoted); otherwise it stops with one sentence saying what
+            it had done and that nothing more was written, and a new run finishes against the new primary.
+            A C(READONLY) reply is reported the same way. The data-node user then also needs C(+role), the
+            sentinel user C(+sentinel|masters) and C(+sentinel|get-master-addr-by-name) (C(docs/acl.md)).
+          - Writes the old primary acknowledges before the sentinel asked first knows of a failover are
+            lost with it; no entry is lost by that (a lost move leaves the entry with the dead consumer)
+            and a new run finishes the work (C(docs/interfaces.md)).
           - Results that name the endpoint say C(primary HOST:PORT of Sentinel service NAME).
           - Cannot be combined with O(connection.unix_socket) or O(connection.tls).
         type: dict

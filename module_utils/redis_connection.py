@@ -250,8 +250,10 @@ def sentinel_primary(connection: dict[str, Any]) -> tuple[str, int]:
     sentinel_kwargs = {
         "username": sentinel.get("username"),
         "password": sentinel.get("password"),
-        "socket_connect_timeout": connection["connect_timeout"],
-        "socket_timeout": connection["socket_timeout"],
+        "socket_connect_timeout": connection.get("connect_timeout")
+        or CONNECTION_SUBOPTIONS["connect_timeout"]["default"],
+        "socket_timeout": connection.get("socket_timeout")
+        or CONNECTION_SUBOPTIONS["socket_timeout"]["default"],
         "decode_responses": True,
         "retry": Retry(NoBackoff(), 0),
     }
@@ -337,14 +339,66 @@ def not_primary_sentence(connection: dict[str, Any]) -> str:
     )
 
 
+# Sentinel services whose sentinels could not be asked during this run (by hosts and service
+# name): the fence stops asking them, so that unreachable sentinels cost one timeout, once.
+_SILENT_SENTINELS: set[tuple[tuple[str, ...], str]] = set()
+
+
+def sentinels_name(connection: dict[str, Any]) -> tuple[str, int] | None:
+    """The primary's address as the first sentinel that answers gives it now (SENTINEL
+    GET-MASTER-ADDR-BY-NAME: during a failover, already the promoted replica), or None when no
+    sentinel answers or knows the service. One attempt each, the connection's timeouts. An ACL
+    denial raises SentinelFailed naming the rule to add."""
+    sentinel = connection["sentinel"]
+    for address in sentinel["hosts"]:
+        host, port = _host_port(address) or ("", 0)
+        node = redis.Redis(
+            host=host,
+            port=port,
+            username=sentinel.get("username"),
+            password=sentinel.get("password"),
+            socket_connect_timeout=connection.get("connect_timeout") or 5.0,
+            socket_timeout=connection.get("socket_timeout") or 10.0,
+            decode_responses=True,
+            retry=Retry(NoBackoff(), 0),
+        )
+        try:
+            named = node.sentinel_get_master_addr_by_name(sentinel["service_name"])
+        except Exception as exc:  # this sentinel cannot say: ask the next one
+            if acl_denial(exc) is not None:
+                user = sentinel.get("username") or "default"
+                raise SentinelFailed(
+                    f"Sentinel user '{user}' may not run SENTINEL GET-MASTER-ADDR-BY-NAME: add "
+                    f"+sentinel|get-master-addr-by-name to its ACL on every sentinel (see {ACL_DOC})."
+                ) from exc
+            continue
+        finally:
+            node.close()
+        if named:
+            return str(named[0]), int(named[1])
+    return None
+
+
 def assert_primary(client: Any, connection: dict[str, Any]) -> None:
-    """The fence before every write: with connection.sentinel, ROLE must still say `master`
-    (a failover turns the old primary into a replica); raises NotPrimary with one sentence.
-    Without connection.sentinel nothing is asked (the minimal ACL of docs/acl.md has no +role)."""
-    if not connection.get("sentinel"):
+    """The fence before every write, with connection.sentinel: ROLE must still say `master`
+    (a failover turns the old primary into a replica), and the sentinels must still name this
+    node (they name the promoted replica seconds before the old primary is demoted, while its
+    ROLE still says `master`). Raises NotPrimary with one sentence. Sentinels that cannot be
+    asked leave ROLE's answer standing (and are not asked again during the run). Without
+    connection.sentinel nothing is asked (the minimal ACL of docs/acl.md has no +role)."""
+    sentinel = connection.get("sentinel")
+    if not sentinel:
         return
     role = client.execute_command("ROLE")
     if not role or str(role[0]) != "master":
+        raise NotPrimary(not_primary_sentence(connection))
+    asked = (tuple(sentinel["hosts"]), sentinel["service_name"])
+    if asked in _SILENT_SENTINELS:
+        return
+    named = sentinels_name(connection)
+    if named is None:
+        _SILENT_SENTINELS.add(asked)
+    elif named != (str(connection["host"]), int(connection["port"])):
         raise NotPrimary(not_primary_sentence(connection))
 
 
@@ -518,7 +572,7 @@ def explain_redis_error(
     if isinstance(exc, KeyedRedisError):
         key = key or exc.key
         exc = exc.error
-    if isinstance(exc, NotPrimary):
+    if isinstance(exc, NotPrimary | SentinelFailed):
         return str(exc)
     if is_readonly_error(exc):
         return not_primary_sentence(connection)

@@ -212,8 +212,9 @@ def test_a_replica_refuses_with_the_fencing_sentence(cluster: Cluster) -> None:
     """The fence itself: ROLE on a replica, and a READONLY reply, give the one sentence."""
     primary = cluster.primary()
     replica = cluster.replica_of(primary)
-    sentinel = {"hosts": [], "service_name": SERVICE}
-    connection = {"host": replica.host, "port": replica.port, "sentinel": sentinel}
+    sentinel = {"hosts": cluster.hosts, "service_name": SERVICE}
+    timeouts = {"connect_timeout": 5.0, "socket_timeout": 10.0}
+    connection = {"host": replica.host, "port": replica.port, "sentinel": sentinel, **timeouts}
     expected = (
         f"Redis at {replica.host}:{replica.port} is no longer the primary of Sentinel service {SERVICE} "
         "(a failover happened during the run): nothing more was written; run again to finish against "
@@ -225,13 +226,15 @@ def test_a_replica_refuses_with_the_fencing_sentence(cluster: Cluster) -> None:
     with pytest.raises(redis.RedisError) as readonly:
         replica.client().set("quantum:probe", "1")
     assert rc.explain_redis_error(readonly.value, connection) == expected
-    rc.assert_primary(primary.client(), connection)  # the primary passes
+    # The primary passes: ROLE says master and the sentinels name it.
+    rc.assert_primary(primary.client(), {**connection, "host": primary.host, "port": primary.port})
 
 
 # -- a failover in the middle of a reclaim ---------------------------------------------------
 
 
 def test_failover_mid_reclaim_then_rerun_finishes_on_the_new_primary(cluster: Cluster) -> None:
+    _wait("the sentinels seeing the primary and a good replica", cluster.ready)  # after a failover too
     old = cluster.primary()
     new = cluster.replica_of(old)
     produced = _fill(old.client(), ENTRIES)
@@ -296,46 +299,63 @@ def test_failover_mid_reclaim_then_rerun_finishes_on_the_new_primary(cluster: Cl
     )
 
 
-def test_writes_between_promotion_and_demotion_are_redone_by_the_rerun(cluster: Cluster) -> None:
-    """The window ROLE cannot close: once the sentinels have promoted the replica, the old
-    primary still says `master` until it is reconfigured as a replica. A run that goes on
-    writing there 'succeeds', and those writes are lost at the demotion (the old primary
-    resyncs from the new one). Nothing can be lost by that (a lost move leaves the entry with
-    the dead consumer on the new primary): a re-run finds the new primary and finishes."""
+def test_between_promotion_and_demotion_the_sentinels_fence_and_lost_writes_are_redone(
+    cluster: Cluster,
+) -> None:
+    """The window ROLE cannot see: the sentinels have promoted the replica, the old primary
+    still says `master` until it is reconfigured as a replica. The fence also asks the
+    sentinels, which name the new primary: the run stops with the same sentence. A run that
+    writes there anyway (here: one pointed at the old address without `sentinel`, so unfenced)
+    'succeeds', and its writes are lost at the demotion (the old primary resyncs from the new
+    one). Nothing is lost by that (a lost move leaves the entry with the dead consumer on the
+    new primary): a re-run through Sentinel finishes."""
+    _wait("the sentinels seeing the primary and a good replica", cluster.ready)  # after a failover too
     old = cluster.primary()
     new = cluster.replica_of(old)
     produced = _fill(old.client(), ENTRIES)
-    connection = {**cluster.connection(), "host": old.host, "port": old.port}
-    args = {"connection": connection, "stream": STREAM, "group": GROUP, "consumers": [DEAD], "claim_to": LIVE,
-            "retire": True, "batch_size": BATCH}  # fmt: skip
+    base = {"stream": STREAM, "group": GROUP, "consumers": [DEAD], "claim_to": LIVE, "retire": True,
+            "batch_size": BATCH}  # fmt: skip
+    fenced = {**base, "connection": {**cluster.connection(), "host": old.host, "port": old.port}}
     batches = 0
+    role_at_fence = None
 
     def promote_only(event: str, _consumer: str | None) -> None:
-        nonlocal batches
+        nonlocal batches, role_at_fence
         if event == "batch":
             batches += 1
             if batches == BATCHES_BEFORE_FAILOVER:
                 cluster.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", SERVICE)
                 _wait("the sentinels naming the new primary", lambda: cluster.primary() is new)
+                role_at_fence = old.client().role()[0]
 
-    first = run_reclaim(_module_client(old), args, hook=promote_only)  # all written to the old primary
+    with pytest.raises(load_reclaim_module().ReclaimFailed) as failure:
+        run_reclaim(_module_client(old), fenced, hook=promote_only)
+    assert failure.value.partial["totals"]["moved"] == BATCHES_BEFORE_FAILOVER * BATCH, failure.value.msg
+    assert "is no longer the primary of Sentinel service" in failure.value.msg
+
+    # Unfenced, still inside the window: the old primary accepts the rest of the work.
+    unfenced = run_reclaim(_module_client(old), {**base, "connection": {"host": old.host, "port": old.port}})
     demoted_s = _wait("the old primary becoming a replica", lambda: old.client().role()[0] == "slave")
     _wait("the old primary resynced", lambda: old.client().role()[3] == "connected")
     after = _pel(new.client())
     assert set(after) == produced
     survived = sum(owner == LIVE for owner in after.values())
-    again = run_module_main("library/redis_stream_reclaim.py", {**args, "connection": cluster.connection()})
+    assert survived == BATCHES_BEFORE_FAILOVER * BATCH  # the unfenced run's moves are gone
+    assert old.client().xinfo_consumers(STREAM, GROUP)  # and the old primary now holds the same
+
+    again = run_module_main("library/redis_stream_reclaim.py", {**fenced, "connection": cluster.connection()})
     assert not again.get("failed"), again.get("msg")
     assert again["endpoint"] == _named(cluster, new)
-    assert again["totals"]["moved"] == ENTRIES - survived
+    assert again["totals"]["moved"] == ENTRIES - survived and again["consumers"][DEAD]["retired"]
     final = _pel(new.client())
     assert set(final) == produced and set(final.values()) == {LIVE}
     assert {c["name"] for c in new.client().xinfo_consumers(STREAM, GROUP)} == {LIVE}
     print(
-        f"\npromotion-to-demotion window: first run reported moved {first['totals']['moved']} and retired "
-        f"{first['totals']['retired']} on the old primary; {survived} moves survived on the new primary; "
-        f"old primary demoted {demoted_s:.2f} s after the run; re-run moved {again['totals']['moved']} "
-        "and retired the dead consumer"
+        f"\npromotion-to-demotion window: old primary's ROLE when the sentinels already named the new "
+        f"one: {role_at_fence}; the fenced run stopped after {BATCHES_BEFORE_FAILOVER * BATCH}; an unfenced "
+        f"run then reported moved {unfenced['totals']['moved']}, retired {unfenced['totals']['retired']} "
+        f"on the old primary, all lost at its demotion ({demoted_s:.2f} s later); the re-run moved "
+        f"{again['totals']['moved']} and retired {DEAD}"
     )
 
 
@@ -408,7 +428,8 @@ def _documented(section: str) -> list[str]:
 
 def test_acl_with_sentinel_is_the_documented_one(cluster: Cluster) -> None:
     """Measured: the data-node user needs the minimal ACL plus +role (the fence), the sentinel
-    user only +sentinel|masters; without either, one sentence names the rule to add."""
+    user +sentinel|masters (finding the primary) and +sentinel|get-master-addr-by-name (the
+    fence); without any of them, one sentence names the rule to add."""
     primary = cluster.primary()
     admin = primary.client()
     _fill(admin, 5)
@@ -430,8 +451,8 @@ def test_acl_with_sentinel_is_the_documented_one(cluster: Cluster) -> None:
         return run_module_main("library/redis_stream_reclaim.py", {"connection": connection, **args})
 
     try:
-        grant([*data_rules, "+role"], ["-@all", "+sentinel|masters"])
-        assert sentinel_rules == ["-@all", "+sentinel|masters"]
+        assert sentinel_rules == ["-@all", "+sentinel|masters", "+sentinel|get-master-addr-by-name"]
+        grant([*data_rules, "+role"], sentinel_rules)
         result = reclaim()
         assert not result.get("failed"), result.get("msg")
         assert result["totals"]["moved"] == 5
@@ -444,12 +465,20 @@ def test_acl_with_sentinel_is_the_documented_one(cluster: Cluster) -> None:
             f"Could not move the entries of {DEAD} to {LIVE} (nothing was changed): Redis user "
             f"'{DATA_USER}' may not run ROLE: add +role to its ACL (see docs/acl.md)."
         )
-        grant([*data_rules, "+role"], ["-@all"])
+        grant([*data_rules, "+role"], ["-@all", "+sentinel|get-master-addr-by-name"])
         result = reclaim()
         assert result["failed"] and result["msg"] == (
             f"Sentinel user '{SENTINEL_USER}' may not run SENTINEL MASTERS: add +sentinel|masters to its "
             "ACL on every sentinel (see docs/acl.md)."
         )
+        grant([*data_rules, "+role"], ["-@all", "+sentinel|masters"])
+        result = reclaim()
+        assert result["failed"] and result["msg"] == (
+            f"Could not move the entries of {DEAD} to {LIVE} (nothing was changed): Sentinel user "
+            f"'{SENTINEL_USER}' may not run SENTINEL GET-MASTER-ADDR-BY-NAME: add "
+            "+sentinel|get-master-addr-by-name to its ACL on every sentinel (see docs/acl.md)."
+        )
+        grant([*data_rules, "+role"], sentinel_rules)
         connection["sentinel"]["password"] = "wrong"
         result = reclaim()
         assert (
