@@ -177,13 +177,15 @@ class RedisServer:
             return self.extra_args[self.extra_args.index("--requirepass") + 1]
         return None
 
-    def stop(self) -> None:
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop the server by its pidfile's PID and wait until it is gone (SIGKILL after 10 s);
+        `sig=signal.SIGKILL` is a crash rather than a shutdown (the chaos tests)."""
         try:
             pid = int(self.pidfile.read_text().strip())
         except (FileNotFoundError, ValueError):
             return
         try:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, sig)
         except ProcessLookupError:
             return
         deadline = time.monotonic() + 10

@@ -13,10 +13,8 @@ acknowledged writes would be.
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
-import time
 
 import pytest
 import redis
@@ -28,20 +26,6 @@ from redis.retry import Retry
 STREAM, GROUP, DEAD, LIVE = "chaos:stream", "router", "router-0", "router-1"
 ENTRIES = 12_000
 BATCH = 2000
-
-
-def _kill(server: RedisServer) -> None:
-    """SIGKILL the server (a crash, not a shutdown) and wait until it is gone."""
-    pid = int(server.pidfile.read_text().strip())
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.02)
-    raise RuntimeError(f"redis-server {pid} survived SIGKILL")
 
 
 def _module_client(server: RedisServer) -> redis.Redis:
@@ -108,7 +92,7 @@ def test_redis_down_mid_reclaim_then_rerun(durable_server: RedisServer) -> None:
         if event == "batch":
             batches += 1
             if batches == 3:
-                _kill(durable_server)
+                durable_server.stop(signal.SIGKILL)
                 # Back a second later: the run's next batch meets a server that is down.
                 threading.Timer(1.0, lambda: (durable_server.start(), restarted.set())).start()
 
@@ -142,7 +126,7 @@ def test_redis_restarted_between_batches_then_rerun(durable_server: RedisServer)
         if event == "batch":
             batches += 1
             if batches == 3:
-                _kill(durable_server)
+                durable_server.stop(signal.SIGKILL)
                 durable_server.start()
 
     first = run_reclaim(_module_client(durable_server), ARGS, hook=restart_after_three_batches)
