@@ -39,7 +39,7 @@ else
   QT_LAB_IMAGE=quantum-lab:$SUITE
 fi
 PACKAGES=(
-  systemd systemd-sysv python3 python3-redis python3-apt redis-server redis-tools
+  systemd systemd-sysv python3 python3-redis python3-apt redis-server redis-tools redis-sentinel
   procps iproute2 less
 )
 LABEL=org.quantum-remediation.lab.inputs
