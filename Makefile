@@ -20,6 +20,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/yamllint --strict .
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production
+	scripts/sanity.sh  # ansible-test sanity on the quantum.redis_streams collection
 
 unit: venv
 	scripts/run-pytest.sh  # full suite on Redis 7.0.15, then the server tests on Redis 8.0.2 and Valkey 8.1.1

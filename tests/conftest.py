@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from project_files import PROJECT_ROOT, load_project_file  # noqa: F401 - shared by the tests
+from project_files import COLLECTION, PROJECT_ROOT, collection_module, collection_util, load_project_file  # noqa: F401 - shared by the tests
 
 
 def redis_server_binary() -> str:
@@ -238,8 +238,9 @@ def run_ansible_module(
     expect_failure: bool | None = False,
     interpreter: Path | None = None,
 ) -> dict:
-    """Run one of our modules through the real `ansible` ad-hoc command on localhost and
-    return its result as a dict (via the json stdout callback). `interpreter` is the target's
+    """Run a module of the collection (by its short name) through the real `ansible` ad-hoc
+    command on localhost, by its FQCN, and return its result as a dict (via the json stdout
+    callback). `interpreter` is the target's
     Python (default: this one); `expect_failure=None` checks nothing."""
     env = dict(os.environ)
     env.update(
@@ -255,7 +256,7 @@ def run_ansible_module(
         "localhost",
         "-i", "localhost,",
         "-c", "local",
-        "-m", module,
+        "-m", f"{COLLECTION}.{module}",
         "-a", json.dumps(args),
     ]
     if check:

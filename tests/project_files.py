@@ -3,23 +3,25 @@ Kept free of pytest so the benchmark's worker process measures the module, not t
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
 
-import ansible.module_utils
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+COLLECTION = "quantum.redis_streams"
+COLLECTION_DIR = PROJECT_ROOT / "collections/ansible_collections/quantum/redis_streams"
 
-# Our modules import module_utils as ansible.module_utils.<name>, the way AnsiballZ packages
-# them; extending the package path gives the same import when a test loads a module in-process.
-if str(PROJECT_ROOT / "module_utils") not in ansible.module_utils.__path__:
-    ansible.module_utils.__path__.append(str(PROJECT_ROOT / "module_utils"))
+# The collection's modules import their module_utils as
+# ansible_collections.quantum.redis_streams.plugins.module_utils.<name>, the way AnsiballZ
+# packages them; with collections/ on the path a test imports the very same objects.
+if str(PROJECT_ROOT / "collections") not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT / "collections"))
 
 
 def load_project_file(relative_path: str) -> ModuleType:
-    """A module, filter plugin or module_utils file of this project, imported directly (once)."""
+    """A filter plugin of this project, imported directly (once)."""
     name = "under_test_" + relative_path.replace("/", "_").removesuffix(".py")
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / relative_path)
@@ -28,3 +30,14 @@ def load_project_file(relative_path: str) -> ModuleType:
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+def collection_module(name: str) -> ModuleType:
+    """A module of the collection, by its short name or FQCN, imported as Ansible packages it."""
+    short = name.removeprefix(COLLECTION + ".")
+    return importlib.import_module(f"ansible_collections.{COLLECTION}.plugins.modules.{short}")
+
+
+def collection_util(name: str) -> ModuleType:
+    """A module_utils file of the collection (the same object its modules import)."""
+    return importlib.import_module(f"ansible_collections.{COLLECTION}.plugins.module_utils.{name}")

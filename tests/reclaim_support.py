@@ -12,11 +12,11 @@ from types import ModuleType
 from typing import Any
 
 from ansible.module_utils.testing import patch_module_args
-from project_files import load_project_file
+from project_files import collection_module
 
 
 def load_reclaim_module() -> ModuleType:
-    return load_project_file("library/redis_stream_reclaim.py")
+    return collection_module("redis_stream_reclaim")
 
 
 def reclaim_params(args: dict[str, Any]) -> dict[str, Any]:
@@ -50,12 +50,12 @@ def run_reclaim(
 
 
 def run_module_main(
-    relative_path: str, args: dict[str, Any], *, check: bool = False, diff: bool = False
+    fqcn: str, args: dict[str, Any], *, check: bool = False, diff: bool = False
 ) -> dict[str, Any]:
     """A module's main() in this process, with `args` as its module arguments: the result it
     prints (exit_json or fail_json), as a dict. The same code path as a run through the
     `ansible` command, without its second of start-up."""
-    module = load_project_file(relative_path)
+    module = collection_module(fqcn)
     internal = {"_ansible_check_mode": check, "_ansible_diff": diff}
     out = io.StringIO()
     with (

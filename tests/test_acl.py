@@ -13,7 +13,15 @@ from typing import Any
 
 import pytest
 import redis
-from conftest import PROJECT_ROOT, RedisServer, dump_redis, load_project_file, run_ansible_module, start_redis
+from conftest import (
+    PROJECT_ROOT,
+    RedisServer,
+    collection_module,
+    collection_util,
+    dump_redis,
+    run_ansible_module,
+    start_redis,
+)
 from reclaim_support import run_module_main
 
 USER = "qt-remediation"
@@ -26,10 +34,10 @@ GROUP = "router"
 LIVE = "router-1"  # the stage's live consumer
 DEAD = "router-0"  # died holding entries
 TEMP = "router-tmp"  # a temporary consumer a runbook left holding entries
-RECLAIM = "library/redis_stream_reclaim.py"
-GOVERNOR_MODULE = "library/redis_governor.py"
+RECLAIM = "redis_stream_reclaim"
+GOVERNOR_MODULE = "redis_governor"
 
-rc = load_project_file("module_utils/redis_connection.py")
+rc = collection_util("redis_connection")
 
 
 def documented_acl() -> list[str]:
@@ -158,7 +166,7 @@ def governor_args(connection: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 RUNS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "info": lambda c: run_module_main(
-        "library/redis_stream_info.py",
+        "redis_stream_info",
         {"connection": c, "streams": [{"stream": DECISIONS, "groups": [GROUP]}, {"stream": RESULTS}]},
     ),
     "plan": lambda c: run_module_main(RECLAIM, reclaim_args(c), check=True),
@@ -373,8 +381,8 @@ def test_a_key_named_by_the_server_wins():
 
 def test_every_script_line_runs_at_most_one_command(admin):
     """A denied command is found by its script line: no line may hold two."""
-    scripts = load_project_file("module_utils/redis_stream_scripts.py")
-    governor = load_project_file(GOVERNOR_MODULE)
+    scripts = collection_util("redis_stream_scripts")
+    governor = collection_module(GOVERNOR_MODULE)
     sources = [scripts.SELECT_SCRIPT, scripts.BATCH_SCRIPT, scripts.RETIRE_SCRIPT, governor.RESET_SCRIPT]
     for source in sources:
         for line in source.split("\n"):

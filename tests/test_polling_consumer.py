@@ -18,9 +18,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 import yaml
-from conftest import PROJECT_ROOT, RedisServer, load_project_file
+from conftest import PROJECT_ROOT, RedisServer, collection_module, load_project_file
 
-rsi = load_project_file("library/redis_stream_info.py")
+rsi = collection_module("redis_stream_info")
 sh = load_project_file("filter_plugins/stream_health.py")
 rm = load_project_file("filter_plugins/remediation.py")
 

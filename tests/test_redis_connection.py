@@ -14,19 +14,13 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import (
-    RedisServer,
-    free_loopback_port,
-    load_project_file,
-    run_ansible_module,
-    start_redis,
-)
+from conftest import RedisServer, collection_util, free_loopback_port, run_ansible_module, start_redis
 
 PASSWORD = "Sup3r-Secret-pw-4711"
 STREAM = "quantum:stream:ai.decision"
 
 
-rc = load_project_file("module_utils/redis_connection.py")
+rc = collection_util("redis_connection")
 
 
 def stream_info(connection: dict, *, expect_failure: bool = True, **options) -> dict:
@@ -347,7 +341,7 @@ def test_without_sentinel_no_role_is_sent(redis_client):
     connection = {"host": redis_client.connection_pool.connection_kwargs["host"],
                   "port": redis_client.connection_pool.connection_kwargs["port"]}  # fmt: skip
     result = run_module_main(
-        "library/redis_stream_reclaim.py",
+        "redis_stream_reclaim",
         {"connection": connection, "stream": STREAM, "group": "router", "consumers": ["router-0"],
          "claim_to": "router-1", "retire": True},
     )  # fmt: skip

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import threading
 from datetime import UTC, datetime
 
 import pytest
 import redis
-from conftest import PROJECT_ROOT, dump_redis, free_loopback_port, run_ansible_module
+from conftest import collection_module, dump_redis, free_loopback_port, run_ansible_module
 
 KEY = "quantum:governor"
 RESULTS = "quantum:stream:trade.result"
@@ -303,18 +301,8 @@ def test_password_is_used_and_never_echoed(protected_redis):
 
 
 def load_module():
-    """The module's code, imported the way Ansible would resolve its module_utils import."""
-    name = "ansible.module_utils.redis_connection"
-    if name not in sys.modules:
-        utils_path = PROJECT_ROOT / "module_utils" / "redis_connection.py"
-        utils = importlib.util.spec_from_file_location(name, utils_path)
-        sys.modules[name] = importlib.util.module_from_spec(utils)
-        utils.loader.exec_module(sys.modules[name])
-    path = PROJECT_ROOT / "library" / "redis_governor.py"
-    spec = importlib.util.spec_from_file_location("redis_governor", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The module's code, imported the way Ansible resolves it (with its module_utils)."""
+    return collection_module("redis_governor")
 
 
 class FakeAnsibleModule:

@@ -14,9 +14,9 @@ import yaml
 from conftest import (
     PROJECT_ROOT,
     RedisServer,
+    collection_module,
     dump_redis,
     has_inactive,
-    load_project_file,
     run_ansible_module,
 )
 
@@ -384,7 +384,7 @@ def test_every_call_is_bounded_and_read_only(redis_server, redis_client):
 # --- direct calls: races between the rounds, which `ansible` runs cannot time -----------------
 
 
-rsi = load_project_file("library/redis_stream_info.py")
+rsi = collection_module("redis_stream_info")
 
 
 @pytest.fixture

@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 import redis
 import yaml
-from conftest import dump_redis, run_ansible_module, start_redis
+from conftest import collection_util, dump_redis, run_ansible_module, start_redis
 from reclaim_support import load_reclaim_module, run_module_main, run_reclaim
 
 STREAM = "quantum:stream:trade.intent"
 GROUP = "execution"
 LIVE = "execution-1"
 DEAD_LETTER = "quantum:stream:trade.intent.dead"
-RECLAIM = "library/redis_stream_reclaim.py"
+RECLAIM = "redis_stream_reclaim"
 
 
 def fill(
@@ -506,7 +506,7 @@ def test_consumer_active_at_selection_is_not_touched(redis_server, redis_client)
 
 def test_retire_script_refuses_a_consumer_with_pending_entries(redis_server, redis_client):
     """XGROUP DELCONSUMER alone would drop these 3 entries: the script must refuse."""
-    from ansible.module_utils.redis_stream_scripts import StreamScripts
+    StreamScripts = collection_util("redis_stream_scripts").StreamScripts
 
     fill(redis_client, 3, "holder")
     settle()
@@ -520,7 +520,7 @@ def test_retire_script_refuses_a_consumer_with_pending_entries(redis_server, red
 
 
 def test_guard_trips_on_xreadgroup_but_not_on_inspection(redis_server, redis_client):
-    from ansible.module_utils.redis_stream_scripts import StreamScripts
+    StreamScripts = collection_util("redis_stream_scripts").StreamScripts
 
     fill(redis_client, 3, "c")
     settle()

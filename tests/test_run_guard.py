@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, load_project_file
+from conftest import PROJECT_ROOT, collection_module, load_project_file
 
 run_guard = load_project_file("filter_plugins/run_guard.py")
 run_lock_decision = run_guard.run_lock_decision
@@ -188,7 +188,7 @@ def test_one_batch_size_default_and_the_same_bounds() -> None:
     # The role passes none of its own: redis_stream_reclaim's default is the only one.
     defaults = yaml.safe_load((PROJECT_ROOT / "roles/consumer_recovery/defaults/main.yml").read_text())
     assert "consumer_recovery_batch_size" not in defaults
-    reclaim = load_project_file("library/redis_stream_reclaim.py")
+    reclaim = collection_module("redis_stream_reclaim")
     assert reclaim.DEFAULT_BATCH_SIZE == 2000
     assert run_guard.RUN_OPTIONS["consumer_recovery_batch_size"] == ("int", 1, reclaim.MAX_BATCH_SIZE)
 

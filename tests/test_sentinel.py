@@ -22,8 +22,8 @@ import redis
 from conftest import (
     PROJECT_ROOT,
     RedisServer,
+    collection_util,
     free_loopback_port,
-    load_project_file,
     redis_server_binary,
     start_redis,
 )
@@ -40,7 +40,7 @@ BATCHES_BEFORE_FAILOVER = 3
 NO_SYNC_DELAY = ("--repl-diskless-sync-delay", "0")
 WRONG = {"host": "127.0.0.1", "port": 1}  # nothing listens there: only the sentinels may be used
 
-rc = load_project_file("module_utils/redis_connection.py")
+rc = collection_util("redis_connection")
 
 
 # -- the processes ---------------------------------------------------------------------------
@@ -182,14 +182,14 @@ def test_modules_find_the_primary_through_sentinel(cluster: Cluster) -> None:
     connection = cluster.connection()
 
     info = run_module_main(
-        "library/redis_stream_info.py", {"connection": connection, "streams": [{"stream": STREAM}]}
+        "redis_stream_info", {"connection": connection, "streams": [{"stream": STREAM}]}
     )
     assert not info.get("failed"), info.get("msg")
     assert info["endpoint"] == _named(cluster, primary)
     assert info["streams"][STREAM]["groups"][GROUP]["consumers"][DEAD]["pending"] == 10
 
     reclaim = run_module_main(
-        "library/redis_stream_reclaim.py",
+        "redis_stream_reclaim",
         {"connection": connection, "stream": STREAM, "group": GROUP, "consumers": [DEAD], "claim_to": LIVE,
          "retire": True},
     )  # fmt: skip
@@ -198,7 +198,7 @@ def test_modules_find_the_primary_through_sentinel(cluster: Cluster) -> None:
     assert reclaim["totals"]["moved"] == 10 and reclaim["totals"]["retired"] == 1
 
     governor = run_module_main(
-        "library/redis_governor.py",
+        "redis_governor",
         {"connection": connection, "governor": {"key": GOVERNOR, "counted_stream": RESULTS},
          "reset_above_limit": True},
     )  # fmt: skip
@@ -281,7 +281,7 @@ def test_failover_mid_reclaim_then_rerun_finishes_on_the_new_primary(cluster: Cl
     # The re-run: the module's own path (redis_client asks the sentinels: the new primary).
     rerun_args = {**args, "connection": cluster.connection()}
     started = time.monotonic()
-    again = run_module_main("library/redis_stream_reclaim.py", rerun_args)
+    again = run_module_main("redis_stream_reclaim", rerun_args)
     rerun_s = time.monotonic() - started
     assert not again.get("failed"), again.get("msg")
     assert again["endpoint"] == _named(cluster, new)
@@ -343,7 +343,7 @@ def test_between_promotion_and_demotion_the_sentinels_fence_and_lost_writes_are_
     assert survived == BATCHES_BEFORE_FAILOVER * BATCH  # the unfenced run's moves are gone
     assert old.client().xinfo_consumers(STREAM, GROUP)  # and the old primary now holds the same
 
-    again = run_module_main("library/redis_stream_reclaim.py", {**fenced, "connection": cluster.connection()})
+    again = run_module_main("redis_stream_reclaim", {**fenced, "connection": cluster.connection()})
     assert not again.get("failed"), again.get("msg")
     assert again["endpoint"] == _named(cluster, new)
     assert again["totals"]["moved"] == ENTRIES - survived and again["consumers"][DEAD]["retired"]
@@ -381,7 +381,7 @@ def test_between_promotion_and_demotion_the_sentinels_fence_and_lost_writes_are_
 )  # fmt: skip
 def test_bad_sentinel_input_is_one_sentence(sentinel: dict, extra: dict, expected: str) -> None:
     result = run_module_main(
-        "library/redis_stream_info.py",
+        "redis_stream_info",
         {"connection": {"sentinel": sentinel, **extra}, "streams": [{"stream": STREAM}]},
     )
     assert result["failed"] and result["msg"].startswith(expected), result["msg"]
@@ -391,7 +391,7 @@ def test_bad_sentinel_input_is_one_sentence(sentinel: dict, extra: dict, expecte
 def test_no_sentinel_answers(tmp_path: Path) -> None:
     dead = [f"127.0.0.1:{free_loopback_port()}", f"127.0.0.1:{free_loopback_port()}"]
     result = run_module_main(
-        "library/redis_stream_info.py",
+        "redis_stream_info",
         {"connection": {"sentinel": {"hosts": dead, "service_name": SERVICE}, "connect_timeout": 0.5},
          "streams": [{"stream": STREAM}]},
     )  # fmt: skip
@@ -402,7 +402,7 @@ def test_no_sentinel_answers(tmp_path: Path) -> None:
 
 def test_the_sentinels_know_no_such_service(cluster: Cluster) -> None:
     result = run_module_main(
-        "library/redis_stream_info.py",
+        "redis_stream_info",
         {"connection": {"sentinel": {"hosts": cluster.hosts, "service_name": "nope"}},
          "streams": [{"stream": STREAM}]},
     )  # fmt: skip
@@ -448,7 +448,7 @@ def test_acl_with_sentinel_is_the_documented_one(cluster: Cluster) -> None:
             )
 
     def reclaim() -> dict[str, Any]:
-        return run_module_main("library/redis_stream_reclaim.py", {"connection": connection, **args})
+        return run_module_main("redis_stream_reclaim", {"connection": connection, **args})
 
     try:
         assert sentinel_rules == ["-@all", "+sentinel|masters", "+sentinel|get-master-addr-by-name"]

@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # Writes a set of small text files under one directory in a single module run: one round
 # trip to the target for a whole evidence phase instead of one (or three) per file.
 from __future__ import annotations
@@ -20,7 +21,7 @@ description:
     trip to the target.
 version_added: "1.0.0"
 author:
-  - quantum-remediation maintainers
+  - quantum-remediation maintainers (@quantum-remediation)
 options:
   dest:
     description: The directory the files are written under.
@@ -46,11 +47,13 @@ options:
     default: "0750"
 attributes:
   check_mode:
+    description: Can run in check mode and return the change it would make without making it.
     support: full
     details:
       - Returns what it would write (RV(written)) and create (RV(created_directories)) and C(changed);
         writes nothing.
   diff_mode:
+    description: Returns details on what has changed (or would have to change in check mode).
     support: full
     details:
       - One diff per file written (or that would be), with the old and the new text, and the old and new
@@ -63,7 +66,7 @@ notes:
 
 EXAMPLES = r"""
 - name: Write the phase's evidence files
-  evidence_files:
+  quantum.redis_streams.evidence_files:
     dest: "{{ evidence_dir }}/before"
     files:
       services.txt: "{{ lookup('ansible.builtin.template', 'services.txt.j2') }}"
@@ -71,7 +74,7 @@ EXAMPLES = r"""
     mode: "0640"
 
 - name: Write the backup's checksums and manifest
-  evidence_files:
+  quantum.redis_streams.evidence_files:
     dest: /var/lib/quantum-remediation/evidence/20260117T070524Z-1a2b/backup
     files:
       SHA256SUMS: "{{ sums }}"

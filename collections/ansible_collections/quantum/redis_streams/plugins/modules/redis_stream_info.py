@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # Read-only facts about Redis Streams consumer groups: what every diagnosis, verdict and
 # report of this project is computed from.
 from __future__ import annotations
@@ -24,14 +25,17 @@ description:
     always fails.
 version_added: "1.0.0"
 author:
-  - quantum-remediation maintainers
+  - quantum-remediation maintainers (@quantum-remediation)
 requirements:
   - redis (redis-py) 5.0 or later on the target (Debian package python3-redis, pip package redis).
   - Redis server 5.0 or later; C(entries_added), C(entries_read) and C(lag) need 7.0,
     C(inactive_ms) needs 7.2.
 extends_documentation_fragment:
-  - redis_connection
+  - quantum.redis_streams.redis_connection
 options:
+  connection:
+    # The shared option (doc fragment) without its default: omitted, O(pipeline)'s C(redis) is used.
+    default: null
   streams:
     description:
       - The streams to report, each with the consumer groups to report.
@@ -93,12 +97,12 @@ seealso:
 
 EXAMPLES = r"""
 - name: Read the state of the trading pipeline (the inventory's pipeline definition)
-  redis_stream_info:
+  quantum.redis_streams.redis_stream_info:
     pipeline: "{{ pipeline }}"
   register: stream_state
 
 - name: Read two streams, one group of the first, every group of the second
-  redis_stream_info:
+  quantum.redis_streams.redis_stream_info:
     connection:
       host: 127.0.0.1
       port: 6379
@@ -110,7 +114,7 @@ EXAMPLES = r"""
   register: stream_state
 
 - name: Over TLS, failing when the router's group is gone
-  redis_stream_info:
+  quantum.redis_streams.redis_stream_info:
     connection:
       host: redis.example.internal
       port: 6380
@@ -261,7 +265,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.redis_connection import (
+from ansible_collections.quantum.redis_streams.plugins.module_utils.redis_connection import (
     KeyedRedisError,
     connection_argument_spec,
     describe_endpoint,

@@ -1,4 +1,4 @@
-# The `connection` option every Redis module of this project shares (module_utils/
+# The `connection` option every Redis module of this collection shares (plugins/module_utils/
 # redis_connection.py holds its argument spec): documented once, here.
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ options:
     description:
       - How to reach Redis (the inventory's C(pipeline.redis)). The same option, with the same
         suboptions, in every Redis module of this project.
-      - Omitted, the defaults of its suboptions apply (M(redis_stream_info) uses O(pipeline)'s
-        C(redis) first).
+      - Omitted, the defaults of its suboptions apply (M(quantum.redis_streams.redis_stream_info) uses
+        O(quantum.redis_streams.redis_stream_info#module:pipeline)'s C(redis) first).
     type: dict
+    default: {}
     suboptions:
       host:
         description: Host name or address of the Redis server. Ignored with O(connection.sentinel).

@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # Reclaims the pending entries of dead Redis Streams consumers onto a stage's live consumer,
 # with no message loss: every move, dead-letter and retirement is an atomic server-side step.
 from __future__ import annotations
@@ -17,7 +18,7 @@ description:
     atomic step, that no consumer but the one being drained and O(claim_to) has pending entries,
     and that O(claim_to) holds none at or after the drained consumer's first one, the batch is
     moved with one XAUTOCLAIM ... JUSTID from that entry instead; it takes exactly the same
-    entries, and skips listing them. RV(stats.fast_path_batches) counts these batches.
+    entries, and skips listing them. RV(stats) counts these batches (C(fast_path_batches)).
   - Each selected consumer's idle time is recorded at selection. Before every batch, and before
     retiring it, the server-side script checks that the consumer has not been seen since (no
     XREADGROUP, no XCLAIM by it); a consumer that came back to life is left alone from then on,
@@ -35,7 +36,7 @@ description:
     not an error, so that a second run on a healed group reports C(changed=false).
 version_added: "1.0.0"
 author:
-  - quantum-remediation maintainers
+  - quantum-remediation maintainers (@quantum-remediation)
 requirements:
   - redis (Python library, redis-py)
   - Redis server 6.2 or later (7.0 or later recommended)
@@ -49,7 +50,7 @@ attributes:
     description: Shows, per consumer and for O(claim_to), the pending count and whether the consumer
       exists, before and after.
 extends_documentation_fragment:
-  - redis_connection
+  - quantum.redis_streams.redis_connection
 options:
   stream:
     description: The stream (key) whose consumer group is healed. Must exist and be a stream.
@@ -148,7 +149,7 @@ seealso:
 
 EXAMPLES = r"""
 - name: Move the entries of every consumer idle for 10 minutes to router-1, and retire them
-  redis_stream_reclaim:
+  quantum.redis_streams.redis_stream_reclaim:
     connection: "{{ pipeline.redis }}"
     stream: quantum:stream:ai.decision
     group: router
@@ -157,7 +158,7 @@ EXAMPLES = r"""
     retire: true
 
 - name: Reclaim a named orphan; dead-letter trade intents older than an hour, also on execution-1
-  redis_stream_reclaim:
+  quantum.redis_streams.redis_stream_reclaim:
     connection:
       host: 127.0.0.1
       port: 6379
@@ -174,7 +175,7 @@ EXAMPLES = r"""
   register: reclaim
 
 - name: Show the plan only
-  redis_stream_reclaim:
+  quantum.redis_streams.redis_stream_reclaim:
     stream: quantum:stream:ai.decision
     group: router
     consumers: [router-old]
@@ -291,7 +292,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.redis_connection import (
+from ansible_collections.quantum.redis_streams.plugins.module_utils.redis_connection import (
     acl_denial,
     assert_primary,
     connection_argument_spec,
@@ -299,7 +300,7 @@ from ansible.module_utils.redis_connection import (
     explain_redis_error,
     redis_client,
 )
-from ansible.module_utils.redis_stream_scripts import (
+from ansible_collections.quantum.redis_streams.plugins.module_utils.redis_stream_scripts import (
     GUARD_TOLERANCE_MS,
     PRECONDITION_MESSAGES,
     PreconditionFailed,
@@ -476,7 +477,7 @@ class StreamReclaim:
         ACL): look them up, which is always correct, only slower."""
         try:
             version = self.client.info("server").get("redis_version", "0")
-            return int(str(version).split(".")[0]) < 7
+            return int(str(version).split(".", maxsplit=1)[0]) < 7
         except Exception:  # any failure means "unknown"
             return True
 
@@ -724,7 +725,7 @@ class StreamReclaim:
         one sentence and the same result keys, holding what had been done until then."""
         try:
             self.scripts.load()
-            _, before = self.select()
+            before = self.select()[1]
             self.hook("selected", None)
             for name, result in self.results.items():
                 if not result["skipped_reason"] and result["pending_before"]:
@@ -740,9 +741,9 @@ class StreamReclaim:
                 else:
                     self.step = ("diff", None)
                     params = self.params
-                    _, after = self._timed(
+                    after = self._timed(
                         self.scripts.select, params["stream"], params["group"], self.dead_letter_stream
-                    )
+                    )[1]
                 result["diff"] = {"before": self._diff_side(before), "after": self._diff_side(after)}
         except Exception as exc:  # every failure: one sentence and the partial result
             raise ReclaimFailed(self.failure_sentence(exc), self.report()) from exc

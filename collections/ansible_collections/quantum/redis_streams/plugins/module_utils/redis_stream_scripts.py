@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ansible.module_utils.redis_connection import remember_script
+from ansible_collections.quantum.redis_streams.plugins.module_utils.redis_connection import remember_script
 
 # Redis returns at most this many values to `unpack` before Lua's C stack (LUAI_MAXCSTACK,
 # 8000) overflows; XCLAIM id lists are sent in chunks of this size.

@@ -1,4 +1,5 @@
 #!/usr/bin/python
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # Reads a daily-limit governor hash and, when asked, resets a counter left above its limit
 # to the number of results actually recorded today.
 from __future__ import annotations
@@ -22,9 +23,9 @@ description:
   - A missing governor key is reported (RV(governor.exists=false)), never created.
 version_added: "1.0.0"
 author:
-  - quantum-remediation maintainers
+  - quantum-remediation maintainers (@quantum-remediation)
 extends_documentation_fragment:
-  - redis_connection
+  - quantum.redis_streams.redis_connection
 options:
   governor:
     description:
@@ -65,9 +66,11 @@ options:
     default: false
 attributes:
   check_mode:
+    description: Can run in check mode and return the change it would make without making it.
     support: full
     details: Returns the reset it would make (RV(before), RV(after)) and C(changed); writes nothing.
   diff_mode:
+    description: Returns details on what has changed (or would have to change in check mode).
     support: full
     details: The date and count fields before and after the reset.
 notes:
@@ -80,13 +83,13 @@ requirements:
 
 EXAMPLES = r"""
 - name: Read the governor
-  redis_governor:
+  quantum.redis_streams.redis_governor:
     connection: "{{ pipeline.redis }}"
     governor: "{{ pipeline.governor }}"
   register: governor_state
 
 - name: Reset a leftover counter above the limit (TESTNET only)
-  redis_governor:
+  quantum.redis_streams.redis_governor:
     connection: "{{ pipeline.redis }}"
     governor:
       key: quantum:governor
@@ -148,7 +151,7 @@ governor:
       type: bool
       sample: false
     blocked:
-      description: The governor blocks its producer today (O(over_limit) or O(at_limit)).
+      description: The governor blocks its producer today (RV(governor.over_limit) or RV(governor.at_limit)).
       type: bool
       sample: true
 results_today:
@@ -196,7 +199,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.redis_connection import (
+from ansible_collections.quantum.redis_streams.plugins.module_utils.redis_connection import (
     assert_primary,
     connection_argument_spec,
     describe_endpoint,
