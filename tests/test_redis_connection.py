@@ -356,3 +356,48 @@ def test_validate_connection_masks_the_sentinel_password():
     validated = rc.validate_connection(module, raw, "pipeline.redis")
     assert validated["sentinel"]["service_name"] == "s" and PASSWORD in module.no_log_values
     assert rc.connection_problem(validated) is None
+
+
+def _reclaim_one_entry(redis_client, setting: str, value: str) -> tuple[dict, list, list]:
+    """router-0 holds one entry; with `setting` set to `value`, a reclaim to router-1:
+    (result, PEL before, PEL after)."""
+    from reclaim_support import run_module_main
+
+    redis_client.xadd(STREAM, {"n": 1})
+    redis_client.xgroup_create(STREAM, "router", id="0")
+    redis_client.xreadgroup("router", "router-0", {STREAM: ">"})
+    time.sleep(0.05)  # idle past the module's guard against a consumer that just read
+    before = redis_client.xpending_range(STREAM, "router", "-", "+", 10)
+    connection = {"host": redis_client.connection_pool.connection_kwargs["host"],
+                  "port": redis_client.connection_pool.connection_kwargs["port"]}  # fmt: skip
+    redis_client.config_set(setting, value)
+    try:
+        result = run_module_main(
+            "redis_stream_reclaim",
+            {"connection": connection, "stream": STREAM, "group": "router", "consumers": ["router-0"],
+             "claim_to": "router-1", "retire": True},
+        )  # fmt: skip
+    finally:
+        redis_client.config_set(setting, "0")
+    after = redis_client.xpending_range(STREAM, "router", "-", "+", 10)
+    return result, before, after
+
+
+def test_a_write_refused_for_want_of_replicas_is_one_sentence_and_changes_nothing(redis_client):
+    """NOREPLICAS: a primary with fewer replicas than min-replicas-to-write refuses the
+    reclaim's first write; one sentence naming the cause, and the PEL as it was."""
+    result, before, after = _reclaim_one_entry(redis_client, "min-replicas-to-write", "1")
+    assert result.get("failed"), result
+    assert "fewer good replicas are connected than its min-replicas-to-write" in result["msg"]
+    assert "\n" not in result["msg"] and result["totals"]["moved"] == 0
+    owners = [(e["message_id"], e["consumer"]) for e in after]
+    assert owners == [(e["message_id"], e["consumer"]) for e in before]
+    assert [owner for _, owner in owners] == ["router-0"]
+
+
+def test_a_reclaim_still_works_at_maxmemory(redis_client):
+    """Moving and retiring add no data (XCLAIM, XGROUP DELCONSUMER are not refused at
+    maxmemory): a Redis out of memory can still be healed."""
+    result, _before, after = _reclaim_one_entry(redis_client, "maxmemory", "1")
+    assert not result.get("failed"), result["msg"]
+    assert result["totals"]["moved"] == 1 and [e["consumer"] for e in after] == ["router-1"]

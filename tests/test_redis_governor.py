@@ -98,6 +98,18 @@ def test_resets_a_counter_above_its_limit_to_todays_results(redis_server, incide
     assert incident.hgetall(KEY) == {"date": day[0], "trades_today": "5", "daily_limit": "200"}
 
 
+def test_a_reset_refused_at_maxmemory_is_one_sentence_and_changes_nothing(redis_server, incident):
+    """OOM: the reset's HSET is refused when Redis is at maxmemory; one sentence, the hash as it was."""
+    before = dump_redis(incident)
+    incident.config_set("maxmemory", "1")
+    try:
+        result = run(redis_server, reset_above_limit=True, expect_failure=True)
+    finally:
+        incident.config_set("maxmemory", "0")
+    assert "is out of memory" in result["msg"] and "raise maxmemory" in result["msg"], result["msg"]
+    assert dump_redis(incident) == before
+
+
 def test_second_run_changes_nothing(redis_server, incident):
     run(redis_server, reset_above_limit=True)
     snapshot = dump_redis(incident)

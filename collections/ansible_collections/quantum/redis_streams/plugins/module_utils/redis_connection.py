@@ -625,4 +625,19 @@ def _explain(exc: BaseException, connection: dict[str, Any], context: str) -> st
                 return f"A key has the wrong type{where}: {text}."
             if text.startswith("NOGROUP"):
                 return f"The consumer group does not exist{where}: {text}."
+            # Writes the server refuses as a whole. Every script checks its preconditions
+            # before its first write, and these refusals come at that first write: the refused
+            # call wrote nothing.
+            if text.startswith("NOREPLICAS"):
+                return (
+                    f"Redis at {endpoint} refused a write{where}: fewer good replicas are connected than "
+                    f"its min-replicas-to-write asks ({text}); the refused write changed nothing: restore "
+                    "replication (INFO replication), then run again."
+                )
+            # redis-py strips the OOM code off the message of an OutOfMemoryError.
+            if isinstance(exc, getattr(redis_exceptions, "OutOfMemoryError", ())) or text.startswith("OOM"):
+                return (
+                    f"Redis at {endpoint} is out of memory{where} ({text}); the refused write changed "
+                    "nothing: free memory or raise maxmemory, then run again."
+                )
     return f"Redis at {endpoint} failed{where}: {type(exc).__name__}: {text}."
