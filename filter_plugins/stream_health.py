@@ -471,6 +471,7 @@ def _dead_consumers(
                 "oldest_pending_age_ms": _int_or_none(info.get("oldest_pending_age_ms")),
                 "oldest_pending_idle_ms": delivered_ms,
                 "oldest_pending_id": info.get("oldest_pending_id"),
+                "oldest_pending_deliveries": _int_or_none(info.get("oldest_pending_deliveries")),
                 "max_delivery_count": _int_or_none(info.get("max_delivery_count")),
             }
         )
@@ -640,7 +641,8 @@ def stage_verdicts(
     output_added, input_grew, lag, lag_before, pending, pending_before, entries_read_delta,
     consumer_present, consumer_pending, consumer_idle_ms, consumer_inactive_ms,
     oldest_pending_id, oldest_pending_age_ms, dead_consumers: [{name, pending, idle_ms,
-    oldest_pending_age_ms, oldest_pending_idle_ms, oldest_pending_id, max_delivery_count}],
+    oldest_pending_age_ms, oldest_pending_idle_ms, oldest_pending_id, oldest_pending_deliveries,
+    max_delivery_count}],
     empty_consumers: [name], silent_consumers: [{name, idle_ms, inactive_ms}], governor,
     needs_restart}}`.
 

@@ -65,6 +65,7 @@ def consumer(
         "oldest_pending_id": oldest_id,
         "oldest_pending_age_ms": oldest_age_ms if pending else None,
         "oldest_pending_idle_ms": idle_ms if pending else None,
+        "oldest_pending_deliveries": max_delivery if pending else None,
         "max_delivery_count": max_delivery if pending else 0,
         "max_delivery_count_exact": True,
     }
@@ -711,6 +712,7 @@ def test_orphan_consumer_with_pending_stalls_a_flowing_stage():
             "oldest_pending_age_ms": 2 * HOUR + 100 + WINDOW,
             "oldest_pending_idle_ms": 2 * HOUR + WINDOW,
             "oldest_pending_id": orphan_after["oldest_pending_id"],
+            "oldest_pending_deliveries": 2,
             "max_delivery_count": 2,
         }
     ]

@@ -70,9 +70,12 @@ options:
       - How many pending entries of each consumer are read (one bounded C(XPENDING) range) to find the
         highest delivery count. When a consumer has more,
         RV(streams.groups.consumers.max_delivery_count_exact) is V(false).
+      - The default, V(1), reads only each consumer's oldest entry (its id, idle time and delivery
+        count), so that diagnosis costs one call per consumer however long the pending lists are;
+        a larger value reads more of each list only to find a higher delivery count.
       - Between 1 and 10000, so that no call blocks the server for long.
     type: int
-    default: 1000
+    default: 1
 attributes:
   check_mode:
     description: Can run in check mode and returns the same facts; it never changes anything.
@@ -222,6 +225,9 @@ streams:
             oldest_pending_idle_ms:
               description: Milliseconds since that entry was last delivered; null when it has none.
               type: int
+            oldest_pending_deliveries:
+              description: How many times that entry was delivered; null when it has none.
+              type: int
             max_delivery_count:
               description: Highest delivery count among the pending entries read; 0 when it has none.
               type: int
@@ -251,6 +257,7 @@ streams:
               oldest_pending_id: "1790000000000-0"
               oldest_pending_age_ms: 11776068
               oldest_pending_idle_ms: 11776068
+              oldest_pending_deliveries: 1
               max_delivery_count: 1
               max_delivery_count_exact: true
 missing:
@@ -304,7 +311,7 @@ def argument_spec() -> dict[str, Any]:
         },
         pipeline={"type": "dict"},
         fail_on_missing={"type": "bool", "default": False},
-        pending_scan_limit={"type": "int", "default": 1000},
+        pending_scan_limit={"type": "int", "default": 1},
     )
     return spec
 
@@ -506,6 +513,7 @@ class StreamInfo:
             "oldest_pending_id": None,
             "oldest_pending_age_ms": None,
             "oldest_pending_idle_ms": None,
+            "oldest_pending_deliveries": None,
             "max_delivery_count": 0,
             "max_delivery_count_exact": True,
         }
@@ -548,6 +556,7 @@ class StreamInfo:
         # An ID set explicitly in the future would give a negative age: it has not waited.
         state["oldest_pending_age_ms"] = max(0, self.server["time_ms"] - id_ms(oldest["message_id"]))
         state["oldest_pending_idle_ms"] = oldest["time_since_delivered"]
+        state["oldest_pending_deliveries"] = oldest["times_delivered"]
         state["max_delivery_count"] = max(entry["times_delivered"] for entry in scanned)
 
     def _list_missing(self) -> None:

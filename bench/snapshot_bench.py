@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Benchmark of diagnosis (redis_stream_info) against the size of the pending lists. Not a
+test: it prints figures (copied into docs/benchmarks.md).
+
+It starts its own redis-server on a free loopback port and, for each shape of --shapes
+(CONSUMERS x PENDING each), builds one group whose consumers each hold PENDING entries, then
+runs the module's main() in a subprocess (so that its peak memory is its own), --repeats
+times, once with each --scan-limits value of `pending_scan_limit` (entries read per consumer
+to find the highest delivery count; 1 reads only the oldest entry). It prints medians of the
+module's time (main() without Python's and Ansible's start-up), its tracemalloc peak and its
+peak RSS, and the Redis time of its calls (SLOWLOG), all measured in the same run.
+
+    .venv/bin/python bench/snapshot_bench.py
+    .venv/bin/python bench/snapshot_bench.py --shapes 1000x100,1000x1000 --scan-limits 1000,1 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reclaim_bench import PROJECT_ROOT, Server, reset_slowlog, slowlog_of
+
+STREAM, GROUP = "bench:snapshot", "router"
+
+WORKER = r"""
+import contextlib, io, json, sys, time, tracemalloc
+sys.path.insert(0, sys.argv[1])
+from reclaim_support import run_module_main
+from project_files import collection_module
+collection_module("redis_stream_info")  # imports (ansible, redis-py) are start-up, not diagnosis
+args = json.loads(sys.argv[2])
+tracemalloc.start()
+started = time.perf_counter()
+result = run_module_main("redis_stream_info", args)
+elapsed = time.perf_counter() - started
+_, peak = tracemalloc.get_traced_memory()
+assert not result.get("failed"), result.get("msg")
+asked = args["streams"][0]
+consumers = result["streams"][asked["stream"]]["groups"][asked["groups"][0]]["consumers"]
+print(json.dumps({
+    "elapsed_s": elapsed,
+    "consumers": len(consumers),
+    "pending": sum(c["pending"] for c in consumers.values()),
+    "tracemalloc_peak_mb": peak / 2**20,
+    "maxrss_mb": next(int(line.split()[1]) for line in open("/proc/self/status")
+                      if line.startswith("VmHWM:")) / 1024,
+}))
+"""
+
+
+def build(client: redis.Redis, consumers: int, pending: int) -> None:
+    """One group, `consumers` consumers each holding `pending` entries (read, never acked)."""
+    client.delete(STREAM)
+    pipe = client.pipeline(transaction=False)
+    for i in range(consumers * pending):
+        pipe.xadd(STREAM, {"n": i})
+        if len(pipe) >= 10_000:
+            pipe.execute()
+    pipe.execute()
+    client.xgroup_create(STREAM, GROUP, id="0")
+    for c in range(consumers):
+        client.xreadgroup(GROUP, f"c{c}", {STREAM: ">"}, count=pending)
+
+
+def measure(server: Server, client: redis.Redis, scan_limit: int) -> dict[str, Any]:
+    reset_slowlog(client)
+    args = {"connection": {"host": "127.0.0.1", "port": server.port},
+            "streams": [{"stream": STREAM, "groups": [GROUP]}], "pending_scan_limit": scan_limit}
+    proc = subprocess.run([sys.executable, "-c", WORKER, str(PROJECT_ROOT / "tests"), json.dumps(args)],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    figures = json.loads(proc.stdout)
+    figures["redis_ms"] = sum(e["duration"] for e in slowlog_of(client, "")) / 1000
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--shapes", default="1000x100,1000x1000")
+    parser.add_argument("--scan-limits", default="1000,1")
+    parser.add_argument("--repeats", type=int, default=5)
+    opts = parser.parse_args()
+    shapes = [tuple(int(n) for n in s.split("x")) for s in opts.shapes.split(",")]
+    limits = [int(n) for n in opts.scan_limits.split(",")]
+    server = Server()
+    server.start()
+    try:
+        client = server.client()
+        version = client.info("server")["redis_version"]
+        print(f"redis-server {version} on 127.0.0.1:{server.port}; load average at start "
+              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; medians of {opts.repeats}")
+        print(f"{'shape':>12} {'scan limit':>10} {'module s':>9} {'tracemalloc MB':>15} {'peak RSS MB':>12} "
+              f"{'Redis ms':>9}")
+        for consumers, pending in shapes:
+            build(client, consumers, pending)
+            runs: dict[int, list[dict[str, Any]]] = {limit: [] for limit in limits}
+            for _ in range(opts.repeats):
+                for limit in limits:  # alternating, so that load changes hit every variant
+                    figures = measure(server, client, limit)
+                    assert figures["pending"] == consumers * pending, figures
+                    runs[limit].append(figures)
+            for limit in limits:
+                def med(key: str, rows: list[dict[str, Any]] = runs[limit]) -> float:
+                    return statistics.median(r[key] for r in rows)
+                print(f"{consumers:>5} x {pending:<5} {limit:>10} {med('elapsed_s'):>9.3f} "
+                      f"{med('tracemalloc_peak_mb'):>15.1f} {med('maxrss_mb'):>12.1f} "
+                      f"{med('redis_ms'):>9.1f}")
+        print(f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
