@@ -205,6 +205,25 @@ def test_lag_is_null_not_zero_when_redis_cannot_tell(redis_server, redis_client)
     assert after["groups"]["execution"]["entries_read"] is None
 
 
+def test_a_caught_up_group_has_no_lag_whatever_a_stale_entries_read_says(redis_server, redis_client):
+    """A Redis 7.0 replica keeps no entries-read; promoted by a failover, it counts lag from a
+    wrong one (found by the sentinel scenario: lag 20,270 on a group delivered everything).
+    ENTRIESREAD makes that state on any server: delivered up to the last entry, entries-read 3
+    of 10. Nothing waits, so the lag is 0; the server's own figure may say otherwise."""
+    for n in range(10):
+        redis_client.xadd(INTENTS, {"intent": str(n)})
+    redis_client.execute_command("XGROUP", "CREATE", INTENTS, "execution", "$", "ENTRIESREAD", 3)
+    stream = info(redis_server, [{"stream": INTENTS}])["streams"][INTENTS]
+    group = stream["groups"]["execution"]
+    assert group["last_delivered_id"] == stream["last_entry_id"]
+    assert group["lag"] == 0, (group, redis_client.xinfo_groups(INTENTS))
+    # Not caught up: the server's figure stands (here entries-added - entries-read).
+    redis_client.xadd(INTENTS, {"intent": "new"})
+    (server_group,) = redis_client.xinfo_groups(INTENTS)
+    again = info(redis_server, [{"stream": INTENTS}])["streams"][INTENTS]["groups"]["execution"]
+    assert again["lag"] == server_group["lag"]
+
+
 def test_trimmed_stream_keeps_pending_of_trimmed_entries(redis_server, redis_client):
     redis_client.xgroup_create(INTENTS, "execution", id="$", mkstream=True)
     ids = [redis_client.xadd(INTENTS, {"intent": str(n)}) for n in range(10)]

@@ -201,7 +201,10 @@ streams:
           description: The group's logical read counter; null when the server does not know it.
           type: int
         lag:
-          description: Entries not yet delivered to the group; null when the server cannot tell (not zero).
+          description:
+            - Entries not yet delivered to the group; null when the server cannot tell (not zero).
+            - V(0) when the group was delivered the stream's last entry, whatever the server says (a
+              Redis 7.0 replica promoted by a failover reports a stale lag of up to every entry ever added).
           type: int
         consumers:
           description: Per consumer of the group, its state.
@@ -366,6 +369,12 @@ def run_pipelined(client: Any, calls: list[Call]) -> list[Any]:
     return replies
 
 
+def id_key(entry_id: str) -> tuple[int, int]:
+    """An entry ID as a comparable (milliseconds, sequence) pair."""
+    ms, _, seq = str(entry_id).partition("-")
+    return int(ms), int(seq or 0)
+
+
 def id_ms(entry_id: str) -> int:
     return int(entry_id.split("-", 1)[0])
 
@@ -458,29 +467,38 @@ class StreamInfo:
             if isinstance(reply, Exception):
                 raise KeyedRedisError(reply, stream)
         first, last = info.get("first-entry"), info.get("last-entry")
+        last_id = as_str(last[0]) if last else None
         by_name = {group["name"]: group for group in group_list}
         wanted = list(by_name) if groups is None else groups
         return {
             "exists": True,
             "length": info["length"],
             "first_entry_id": as_str(first[0]) if first else None,
-            "last_entry_id": as_str(last[0]) if last else None,
+            "last_entry_id": last_id,
             "entries_added": info.get("entries-added"),
             "groups": {
-                name: self._group(by_name[name]) if name in by_name else missing_group() for name in wanted
+                name: self._group(by_name[name], last_id) if name in by_name else missing_group()
+                for name in wanted
             },
         }
 
     @staticmethod
-    def _group(group: dict[str, Any]) -> dict[str, Any]:
+    def _group(group: dict[str, Any], last_entry_id: str | None) -> dict[str, Any]:
+        # Both absent before Redis 7.0 and nil when the server cannot tell: None either way.
+        lag = group.get("lag")
+        delivered = as_str(group["last-delivered-id"])
+        if lag and last_entry_id is not None and id_key(delivered) >= id_key(last_entry_id):
+            # Delivered up to the stream's last entry: nothing waits, whatever the server
+            # computes from a stale entries-read (a Redis 7.0 replica keeps none, so once
+            # promoted by a failover it reports a lag of up to every entry ever added).
+            lag = 0
         return {
             "exists": True,
             "consumer_count": group["consumers"],
             "pending": group["pending"],
             "last_delivered_id": group["last-delivered-id"],
-            # Both absent before Redis 7.0 and nil when the server cannot tell: None either way.
             "entries_read": group.get("entries-read"),
-            "lag": group.get("lag"),
+            "lag": lag,
             "consumers": {},
         }
 
