@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Lab stub of one Quantum Trader pipeline service, configured by its systemd unit's environment.
+"""Lab stub of one pipeline stage: `stub.py STAGE`, run by the unit `qt-lab configure`
+generates for that stage. Everything comes from /etc/quantum/lab-pipeline.json (labdata.py):
+the stage's streams, group and consumer, the governor, Redis and the stubs' credentials.
 
-A producer stage (no QT_INPUT_STREAM: the AI engine) XADDs decisions at QT_RATE per second
-while the governor hash allows it, in batches (every 20 ms at high rates): the check, the
-XADDs and the HINCRBY are one Lua script, so a poisoned counter stops production at once. A
-consumer stage (router, execution) reads its input stream as the fixed consumer QT_CONSUMER of
-group QT_GROUP, up to 500 entries a read: its own PEL first (ID 0, the standard recovery loop),
-then new entries (`>`); each batch is one MULTI (an XADD per entry to QT_OUTPUT_STREAM and one
-XACK of all ids), so output and acknowledgement never diverge.
+A producer stage (no input_stream) XADDs decisions at lab.rate per second. When it is the
+`governed: true` stage and pipeline.governor exists, the governor hash allows or blocks it: the
+check, the XADDs and the HINCRBY of a tick are one Lua script, so a poisoned counter stops
+production at once. A consumer stage reads its input_stream as the fixed consumer of its group,
+up to READ_BATCH entries a read: its own PEL first (ID 0, the standard recovery loop), then new
+entries (`>`); each batch is one MULTI (an XADD per entry to output_stream and one XACK of all
+ids), so output and acknowledgement never diverge. The last stage tags its output with the
+mode (pipeline.mode_variable of pipeline.mode_file).
 
 Lab controls (files written by qt-lab, under /run/quantum):
 - quiet: the producer pauses (a healthy, idle pipeline);
@@ -15,7 +18,9 @@ Lab controls (files written by qt-lab, under /run/quantum):
   file is removed; it reports `held-<stage>` once it holds them. qt-lab uses it to freeze a
   consumer with entries in its PEL, exactly like the incident.
 
-Redis unreachable: logged and retried every second; the unit stays active.
+Redis unreachable (or, behind Sentinel, a failover: READONLY, no primary): logged, the client
+rebuilt (labdata.connect asks the sentinels again) and retried every second; the unit stays
+active.
 """
 
 from __future__ import annotations
@@ -29,15 +34,27 @@ import sys
 import time
 from pathlib import Path
 
+import labdata
 import redis
 
 CONTROL_DIR = Path("/run/quantum")
 LOG_DIR = Path("/var/log/quantum")
-MODE_FILE = Path("/etc/quantum/testnet.env")
 
 # One call per tick: the governor check, the XADDs and the HINCRBY of a whole batch are atomic,
 # so a poisoned counter stops production at once (mid-batch too). ARGV: today, the three field
 # names, the default limit, the number of values per entry, then every entry's field/value pairs.
+# Without a governor: the same batch, no check.
+PLAIN_XADD = """
+local width, added, first, last = tonumber(ARGV[1]), 0, '', ''
+local i = 2
+while i + width - 1 <= #ARGV do
+  last = redis.call('XADD', KEYS[1], '*', unpack(ARGV, i, i + width - 1))
+  if added == 0 then first = last end
+  added = added + 1
+  i = i + width
+end
+return {added, first, last, '', ''}
+"""
 GOVERNED_XADD = """
 local key, stream = KEYS[1], KEYS[2]
 local today, date_f, count_f, limit_f, default_limit = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -75,28 +92,41 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
 
 
 class Stage:
-    def __init__(self, env: os._Environ) -> None:
-        self.name = env["QT_STAGE"]
-        self.input_stream = env.get("QT_INPUT_STREAM") or None
-        self.group = env.get("QT_GROUP") or None
-        self.consumer = env.get("QT_CONSUMER") or None
-        self.output_stream = env["QT_OUTPUT_STREAM"]
-        self.rate = float(env.get("QT_RATE", "2"))
-        self.governor_key = env.get("QT_GOVERNOR_KEY", "quantum:governor")
-        self.governor_limit = env.get("QT_GOVERNOR_LIMIT", "200")
-        self.port = int(env.get("REDIS_PORT", "6390"))
+    def __init__(self, data: dict, name: str) -> None:
+        pipeline, lab = data["pipeline"], data["lab"]
+        stage = labdata.stage_of(data, name)
+        self.data = data
+        self.name = name
+        self.input_stream = stage.get("input_stream") or None
+        self.group = stage.get("group") or None
+        self.consumer = stage.get("consumer") or None
+        self.output_stream = stage.get("output_stream") or None
+        if not self.input_stream and not self.output_stream:
+            raise labdata.LabDataError(f"stage {name} has neither input_stream nor output_stream.")
+        self.rate = float(lab.get("rate") or labdata.DEFAULT_RATE)
+        governor = pipeline.get("governor") or None
+        self.governor = governor if governor and stage.get("governed") else None
+        self.governor_limit = str(lab.get("daily_limit") or labdata.DEFAULT_DAILY_LIMIT)
+        stages = pipeline.get("stages") or []
+        # The last stage marks what it did with the mode the units run in.
+        self.tags_mode = bool(self.input_stream) and stages[-1].get("name") == name
         self.log = make_logger(self.name)
-        self.redis = redis.Redis(
-            host="127.0.0.1",
-            port=self.port,
-            decode_responses=True,
-            socket_connect_timeout=2,
-            socket_timeout=10,
-        )
+        self.redis = labdata.connect(data, "services")
+
+    def reconnect(self) -> None:
+        """A fresh client: behind Sentinel it asks the sentinels for the primary again."""
+        self.redis.close()
+        self.redis = labdata.connect(self.data, "services")
 
     # -- producer ---------------------------------------------------------------------------
     def produce_forever(self) -> None:
-        script = self.redis.register_script(GOVERNED_XADD)
+        script = self.redis.register_script(GOVERNED_XADD if self.governor else PLAIN_XADD)
+        if self.governor:
+            gov = self.governor
+            head = [gov["date_field"], gov["count_field"], gov["limit_field"], self.governor_limit]
+            keys = [gov["key"], self.output_stream]
+        else:
+            keys = [self.output_stream]
         # Slow rates tick once per entry; fast ones every TICK with as many entries as are due.
         interval = min(1.0 / self.rate, 1.0) if self.rate > 0 else 1.0
         interval = max(interval, TICK) if self.rate * TICK > 1 else interval
@@ -116,7 +146,7 @@ class Stage:
                 # Far behind (a SIGSTOP, a slow Redis): no burst, the rate counts from now.
                 start, sent, due = time.monotonic(), 0, MAX_PER_TICK
             today = datetime.datetime.now(datetime.UTC).date().isoformat()
-            args: list[str] = [today, "date", "trades_today", "daily_limit", self.governor_limit, "12"]
+            args: list[str] = ([today, *head] if self.governor else []) + ["12"]
             for _ in range(due):
                 seq += 1
                 args += [
@@ -127,17 +157,17 @@ class Stage:
                     "ts", f"{time.time():.3f}",
                     "seq", str(seq),
                 ]
-            added, first, last, count, limit = script(
-                keys=[self.governor_key, self.output_stream], args=args)
+            added, first, last, count, limit = script(keys=keys, args=args)
             sent += due
             if int(added):
                 state = self.announce(state, "producing", "producing decisions")
-                self.log.info("decisions %s..%s (%s) -> %s (trades_today=%s)",
-                              first, last, added, self.output_stream, count)
+                self.log.info("decisions %s..%s (%s) -> %s%s", first, last, added, self.output_stream,
+                              f" ({self.governor['count_field']}={count})" if self.governor else "")
             if int(added) < due:
                 state = self.announce(
                     state, "blocked",
-                    f"BLOCKED by governor: trades_today={count} >= daily_limit={limit}; producing nothing",
+                    f"BLOCKED by governor: {self.governor['count_field']}={count} >= "
+                    f"{self.governor['limit_field']}={limit}; producing nothing",
                 )
 
     def announce(self, state: str | None, new: str, message: str) -> str:
@@ -190,21 +220,22 @@ class Stage:
         pipe = self.redis.pipeline(transaction=True)
         ids, forwarded, gone = [], [], []
         now = f"{time.time():.3f}"
-        mode = read_mode() if self.name == "execution" else None
+        mode = (labdata.read_mode(self.data) or "unknown") if self.tags_mode else None
         for entry_id, fields in entries:
             ids.append(entry_id)
             if not fields:
                 # Deleted from the stream while pending: acknowledged without output.
                 gone.append(entry_id)
                 continue
+            forwarded.append(entry_id)
+            if not self.output_stream:
+                continue
             out = {**fields, "source_id": entry_id, "stage": self.name, "ts": now}
             if mode is not None:
-                out["status"] = "FILLED"
-                out["testnet"] = mode
+                out["mode"] = mode
             pipe.xadd(self.output_stream, out)
-            forwarded.append(entry_id)
         pipe.xack(self.input_stream, self.group, *ids)
-        new_ids = pipe.execute()[:-1]
+        new_ids = pipe.execute()[:-1] if self.output_stream else ["-"] * len(forwarded)
         for entry_id in gone:
             self.log.warning("entry %s no longer exists: acknowledged without output", entry_id)
         if replay:
@@ -245,16 +276,6 @@ def entries_of(response) -> list:
     return list(response[0][1])
 
 
-def read_mode() -> str:
-    try:
-        for line in MODE_FILE.read_text().splitlines():
-            if line.strip().startswith("BINANCE_TESTNET="):
-                return line.split("=", 1)[1].strip().strip('"')
-    except OSError:
-        pass
-    return "unknown"
-
-
 def make_logger(stage: str) -> logging.Logger:
     log = logging.getLogger(stage)
     log.setLevel(logging.INFO)
@@ -273,11 +294,18 @@ def make_logger(stage: str) -> logging.Logger:
     return log
 
 
-def main() -> int:
-    stage = Stage(os.environ)
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: stub.py STAGE (a stage name of /etc/quantum/lab-pipeline.json)", file=sys.stderr)
+        return 2
+    try:
+        stage = Stage(labdata.load(), argv[1])
+    except (labdata.LabDataError, KeyError, TypeError, ValueError) as exc:
+        print(f"stub {argv[1]}: {exc}", file=sys.stderr)
+        return 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    stage.log.info("starting (pid %d, redis 127.0.0.1:%d, mode BINANCE_TESTNET=%s)",
-                   os.getpid(), stage.port, read_mode())
+    stage.log.info("starting (pid %d, redis %s, mode %s=%s)", os.getpid(), labdata.endpoint(stage.data),
+                   stage.data["pipeline"].get("mode_variable"), labdata.read_mode(stage.data))
     CONTROL_DIR.mkdir(parents=True, exist_ok=True)
     outage = False
     while True:
@@ -290,11 +318,16 @@ def main() -> int:
                 stage.consume_forever()
             else:
                 stage.produce_forever()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError,
+                redis.exceptions.ExecAbortError) as exc:
+            # ConnectionError covers Sentinel's MasterNotFoundError and a demoted primary's
+            # READONLY (redis-py turns it into one); the new client asks the sentinels again.
             if not outage:
-                stage.log.error("redis unreachable (%s); retrying every second", exc)
+                stage.log.error("redis unreachable or not the primary (%s); retrying every second", exc)
                 outage = True
             time.sleep(1)
+            stage.reconnect()
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv))
