@@ -192,3 +192,34 @@ def test_sentinel_hosts_in_both_forms() -> None:
     assert labdata.sentinel_address("127.0.0.1:26379") == ("127.0.0.1", 26379)
     assert labdata.sentinel_address({"host": "127.0.0.1", "port": 26380}) == ("127.0.0.1", 26380)
     assert labdata.sentinel_address("[::1]:26379") == ("::1", 26379)
+
+
+# -- qt-lab's own check of the data it configures ------------------------------------------------
+qt_lab = load_project_file("lab/image/files/usr/local/lib/quantum/qt_lab.py")
+
+
+@pytest.mark.parametrize("path", LAB_INVENTORIES, ids=lambda p: p.parts[-4])
+def test_qt_lab_configures_every_lab_inventory(path: Path) -> None:
+    assert qt_lab.data_problem(pipeline_json.lab_data(read(path))) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "sentence"),
+    [
+        (lambda d: d["pipeline"]["stages"][1].update(name="a b"),
+         "pipeline.stages[1].name must be letters, digits, '.', '_' or '-' "
+         "(it names files and an argument)."),
+        (lambda d: d["pipeline"]["stages"][2].update(unit="shop-pricing"),
+         "pipeline.stages[2] repeats the stage name packing or the unit shop-pricing."),
+        (lambda d: d["pipeline"]["stages"][3].update(unit="redis-server.service"),
+         "pipeline.stages[3].unit redis-server is the lab's Redis unit."),
+        (lambda d: d["lab"].update(services_user="nobody"),
+         "lab.services_user 'nobody' is not one of lab.acl_users."),
+        (lambda d: d["pipeline"].update(mode_file="etc/shop.env"),
+         "pipeline.mode_file must be an absolute path, got 'etc/shop.env'."),
+    ],
+)
+def test_qt_lab_refuses_bad_data_with_one_sentence(change: Any, sentence: str) -> None:
+    data = pipeline_json.lab_data(read(LAB_INVENTORIES[1]))
+    change(data)
+    assert qt_lab.data_problem(data) == sentence
