@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import qt_sentinel
 import redis
 
 LAB_ENV = Path("/etc/quantum/lab.env")
@@ -636,6 +637,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] and argv[0] in qt_sentinel.COMMANDS:  # the Sentinel topology: qt_sentinel.py
+        return qt_sentinel.main(argv)
     args = parser().parse_args(argv)
     try:
         args.func(args)
