@@ -28,6 +28,7 @@ are kept in /etc/quantum/sentinel.json; the configuration files, which the senti
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -42,6 +43,8 @@ import redis
 
 SETTINGS = Path("/etc/quantum/sentinel.json")
 LAB_ENV = Path("/etc/quantum/lab.env")
+# The data-driven lab (labdata.py) keeps its port and password here instead of lab.env.
+LAB_DATA = Path("/etc/quantum/lab-pipeline.json")
 STATE_DIR = Path("/var/lib/quantum/sentinel")
 PRIMARY_UNIT = "redis-server.service"
 REPLICA_UNIT = "qt-redis-replica@{port}.service"
@@ -62,15 +65,21 @@ def run(*args: str, check: bool = True) -> str:
     return proc.stdout
 
 
-def node(port: int, timeout: float = 2.0) -> redis.Redis:
+def node(port: int, password: str | None = None, timeout: float = 2.0) -> redis.Redis:
+    """A client of one node: a data node with the lab's password (lab.requirepass), or a sentinel."""
     return redis.Redis(
-        host=HOST, port=port, decode_responses=True, socket_connect_timeout=timeout, socket_timeout=timeout
+        host=HOST,
+        port=port,
+        password=password,
+        decode_responses=True,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
     )
 
 
-def answers(port: int) -> bool:
+def answers(port: int, password: str | None = None) -> bool:
     try:
-        return bool(node(port).ping())
+        return bool(node(port, password).ping())
     except redis.RedisError:
         return False
 
@@ -99,14 +108,17 @@ def wait_until(what: str, check: Any, timeout: float, interval: float = 0.05) ->
     raise TopologyError(f"{what} did not happen within {timeout:g} s (`qt-lab sentinel-status`).")
 
 
-def primary_port() -> int:
+def lab_redis() -> tuple[int, str | None]:
+    """(port, password) of the lab's Redis, as `qt-lab configure` left them."""
+    if LAB_DATA.exists():
+        data = json.loads(LAB_DATA.read_text())
+        port = (data.get("pipeline", {}).get("redis") or {}).get("port")
+        if port:
+            return int(port), (data.get("lab") or {}).get("requirepass") or None
     for line in LAB_ENV.read_text().splitlines() if LAB_ENV.exists() else []:
         if line.startswith("REDIS_PORT="):
-            return int(line.split("=", 1)[1].strip().strip('"'))
-    raise TopologyError(
-        f"the lab is not configured ({LAB_ENV} has no REDIS_PORT): "
-        "run `qt-lab configure --redis-port N` first."
-    )
+            return int(line.split("=", 1)[1].strip().strip('"')), None
+    raise TopologyError("the lab is not configured (no Redis port): run `qt-lab configure` first.")
 
 
 def load_settings() -> dict[str, Any]:
@@ -172,6 +184,10 @@ def replica_conf(settings: dict[str, Any]) -> str:
         # No 5 s wait before a full sync (the 7.0 default): either node may have to serve one.
         "repl-diskless-sync yes\nrepl-diskless-sync-delay 0\nreplica-read-only yes\n"
         f"replicaof {HOST} {settings['primary_port']}\n"
+    ) + (
+        f"requirepass {settings['password']}\nmasterauth {settings['password']}\n"
+        if settings["password"]
+        else ""
     )
 
 
@@ -184,7 +200,7 @@ def sentinel_conf(settings: dict[str, Any], port: int) -> str:
         f"sentinel down-after-milliseconds {name} {settings['down_after_ms']}\n"
         f"sentinel failover-timeout {name} {settings['failover_timeout_ms']}\n"
         f"sentinel parallel-syncs {name} 1\n"
-    )
+    ) + (f"sentinel auth-pass {name} {settings['password']}\n" if settings["password"] else "")
 
 
 def ready(settings: dict[str, Any]) -> bool:
@@ -207,7 +223,8 @@ def cmd_sentinel_up(args: argparse.Namespace) -> None:
         "quorum": args.quorum,
         "down_after_ms": args.down_after_ms,
         "failover_timeout_ms": args.failover_timeout_ms,
-        "primary_port": primary_port(),
+        "primary_port": lab_redis()[0],
+        "password": lab_redis()[1],
         "replica_port": args.replica_port,
         "sentinel_ports": args.sentinel_ports,
     }
@@ -223,15 +240,23 @@ def cmd_sentinel_up(args: argparse.Namespace) -> None:
             raise TopologyError(
                 f"port {port} is already in use on this host (the network is the host's): choose another one."
             )
-    if not answers(settings["primary_port"]):
+    if not answers(settings["primary_port"], settings["password"]):
         raise TopologyError(
             f"the lab's Redis does not answer on {HOST}:{settings['primary_port']}: `qt-lab redis-up`?"
         )
-    primary = node(settings["primary_port"])
+    primary = node(settings["primary_port"], settings["password"])
     # After a failover the lab's Redis is a replica of the promoted node, in sync: make it the
     # primary again. The 5 s full-sync delay of Debian's redis.conf would slow every resync.
     primary.execute_command("REPLICAOF", "NO", "ONE")
+    # A failover's CONFIG REWRITE left `replicaof` in its configuration file (Debian's
+    # /etc/redis/redis.conf is writable by redis): without this, its next restart (qt-lab
+    # configure) would make it a replica again. Refused where the file is read-only: fine.
+    with contextlib.suppress(redis.ResponseError):
+        primary.config_rewrite()
     primary.config_set("repl-diskless-sync-delay", 0)
+    if settings["password"]:
+        # Demoted by a failover, it must log in to the new primary to resync.
+        primary.config_set("masterauth", settings["password"])
     if STATE_DIR.exists():
         shutil.rmtree(STATE_DIR)
     owned(STATE_DIR)
@@ -240,6 +265,9 @@ def cmd_sentinel_up(args: argparse.Namespace) -> None:
     for port in settings["sentinel_ports"]:
         owned(STATE_DIR / f"sentinel-{port}")
         owned(STATE_DIR / f"sentinel-{port}.conf", sentinel_conf(settings, port))
+    # It may hold the lab's password: readable by root only.
+    SETTINGS.touch(mode=0o600)
+    SETTINGS.chmod(0o600)
     SETTINGS.write_text(json.dumps(settings, indent=2) + "\n")
     units = [REPLICA_UNIT.format(port=settings["replica_port"])]
     units += [SENTINEL_UNIT.format(port=port) for port in settings["sentinel_ports"]]
@@ -270,9 +298,9 @@ def cmd_sentinel_down(_args: argparse.Namespace) -> None:
 
 
 # -- status --------------------------------------------------------------------------------------
-def role_of(port: int) -> dict[str, Any]:
+def role_of(port: int, password: str | None) -> dict[str, Any]:
     try:
-        role = node(port).execute_command("ROLE")
+        role = node(port, password).execute_command("ROLE")
     except redis.RedisError as exc:
         return {"port": port, "role": None, "error": str(exc)}
     if role[0] == "master":
@@ -294,7 +322,9 @@ def collect(settings: dict[str, Any]) -> dict[str, Any]:
     name = settings["service_name"]
     return {
         "service_name": name,
-        "nodes": [role_of(p) for p in (settings["primary_port"], settings["replica_port"])],
+        "nodes": [
+            role_of(p, settings.get("password")) for p in (settings["primary_port"], settings["replica_port"])
+        ],
         "sentinels": {str(p): named_by(p, name) for p in settings["sentinel_ports"]},
     }
 
@@ -368,7 +398,7 @@ def cmd_failover(args: argparse.Namespace) -> None:
     report: dict[str, Any] = {"service_name": name, "old_primary": old, "new_primary": new}
     modules: set[int] = set()
     if args.consumer:
-        primary = node(old)
+        primary = node(old, settings.get("password"))
         first = pending_of(primary, args.stream, args.group, args.consumer)
         deadline = time.monotonic() + args.timeout
         while True:
@@ -414,9 +444,9 @@ def cmd_failover(args: argparse.Namespace) -> None:
             times["first_sentinel_names_new_s"] = now
         if "all_sentinels_name_new_s" not in times and all(named_by(p, name) == new for p in sentinels):
             times["all_sentinels_name_new_s"] = now
-        if "new_role_master_s" not in times and role_of(new)["role"] == "master":
+        if "new_role_master_s" not in times and role_of(new, settings.get("password"))["role"] == "master":
             times["new_role_master_s"] = now
-        old_role = role_of(old)
+        old_role = role_of(old, settings.get("password"))
         if (
             "old_demoted_s" not in times
             and old_role["role"] == "slave"
