@@ -10,6 +10,8 @@ QT_LAB_CACHE=${QT_LAB_CACHE:-$PROJECT_DIR/.cache/lab}
 QT_LAB_IMAGE=${QT_LAB_IMAGE:-quantum-lab:latest}
 QT_LAB_CONTAINER=${QT_LAB_CONTAINER:-qt-lab}
 QT_LAB_REDIS_PORT=${QT_LAB_REDIS_PORT:-6390}
+# The inventory file whose `pipeline` (and `lab_setup`) the lab runs (lab/pipeline_json.py).
+QT_LAB_PIPELINE=${QT_LAB_PIPELINE:-$PROJECT_DIR/inventory/lab/group_vars/all/pipeline.yml}
 # The engine listens on the default socket so the docker CLI, Molecule and the
 # community.docker connection need no extra setting.
 DOCKER_SOCKET=/var/run/docker.sock

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The local lab: one container `qt-lab` (host network, systemd PID 1, Redis on 6390, the three
-# stub services), on the project's own Docker engine (lab/engine.sh) and image (lab/image.sh).
+# The local lab: one container `qt-lab` (host network, systemd PID 1, Redis on 6390, one stub
+# service per stage of the inventory's pipeline: QT_LAB_PIPELINE, default inventory/lab's), on
+# the project's own Docker engine (lab/engine.sh) and image (lab/image.sh).
 #   lab/lab.sh up              engine, image, container, configure, wait until the pipeline flows
 #   lab/lab.sh down            remove the lab container, stop the engine if this project started it
 #   lab/lab.sh status          engine, container and `qt-lab status`
@@ -45,7 +46,10 @@ up() {
     log "container $QT_LAB_CONTAINER started"
   fi
   wait_for_systemd "$QT_LAB_CONTAINER"
-  docker exec "$QT_LAB_CONTAINER" qt-lab configure --redis-port "$QT_LAB_REDIS_PORT"
+  # The inventory's pipeline (and lab_setup) as the JSON qt-lab takes: the image has no PyYAML.
+  "$PROJECT_DIR/.venv/bin/python" "$LAB_DIR/pipeline_json.py" "$QT_LAB_PIPELINE" \
+    --redis-port "$QT_LAB_REDIS_PORT" \
+    | docker exec -i "$QT_LAB_CONTAINER" qt-lab configure --pipeline -
   docker exec "$QT_LAB_CONTAINER" qt-lab wait-flow --timeout 60
   log "lab up in $((SECONDS - t0)) s: container $QT_LAB_CONTAINER, Redis 127.0.0.1:$QT_LAB_REDIS_PORT" \
     "(ansible-playbook -i inventory/lab ...; lab/lab.sh fault incident)"

@@ -11,6 +11,9 @@
       groups (last delivered id, entries read, pending ids per consumer). Idle times are left
       out: they change by themselves.
 
+The password (the default user's, when Redis has one) comes from REDISCLI_AUTH, as for
+redis-cli: set it in the task's environment.
+
 Reads in an order that makes the ledger exact on a flowing pipeline: the group's cursor
 first, then the input, the pending lists, the dead-letter stream and the output last (a
 consumer adds the output entry and acknowledges in one MULTI, so an entry acknowledged
@@ -20,6 +23,7 @@ after the pending lists were read is already in the output when it is read).
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import redis
@@ -99,14 +103,18 @@ def ledger(r: redis.Redis, pipeline: dict, trace: list[str]) -> dict:
             else:
                 record["lost_ids"].append(entry_id)
         out["lost"] += len(record["lost_ids"])
-    # The path of each traced id through the stages: [input id, output id of stage 1, ...].
+    # The path of each traced id through the stages, from the stage that read it (any stage:
+    # an incident may be on a middle one): [input id, its output id, the next stage's, ...].
     out["trace"] = {}
     for entry_id in trace:
         path, current = [entry_id], entry_id
         for st in stages:
-            current = forwarded_as.get(st["name"], {}).get(current)
-            if current is None:
-                break
+            following = forwarded_as.get(st["name"], {}).get(current)
+            if following is None:
+                if len(path) > 1:
+                    break
+                continue
+            current = following
             path.append(current)
         out["trace"][entry_id] = path
     return out
@@ -144,8 +152,8 @@ def main(argv: list[str]) -> int:
     if len(argv) < 2 or argv[0] not in ("ledger", "dump"):
         print(__doc__, file=sys.stderr)
         return 2
-    r = redis.Redis(host="127.0.0.1", port=int(argv[1]), decode_responses=True,
-                    socket_connect_timeout=2, socket_timeout=10)
+    r = redis.Redis(host="127.0.0.1", port=int(argv[1]), password=os.environ.get("REDISCLI_AUTH") or None,
+                    decode_responses=True, socket_connect_timeout=2, socket_timeout=10)
     if argv[0] == "dump":
         result = dump(r)
     else:
