@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Molecule helper, run in a lab container: the pipeline's streams as data, for checks.
 
-  stream_ledger.py ledger PORT PIPELINE_JSON [--trace ID ...]
+  stream_ledger.py ledger PORT PIPELINE_JSON [--from STAGE] [--trace ID ...]
       Where every input entry of every consumer stage went, up to what its group had been
       delivered when the check began: forwarded (an output entry carries it as source_id),
       pending on a consumer, dead-lettered (origin_id in the stage's dead-letter stream), or
-      LOST (none of these). --trace follows ids downstream through every stage.
+      LOST (none of these). --trace follows ids of STAGE's input (default: the first consumer
+      stage's) downstream through every later stage (--from before --trace).
   stream_ledger.py dump PORT
       Every key of the database: type, hashes in full, streams with their length, last id,
       groups (last delivered id, entries read, pending ids per consumer). Idle times are left
@@ -66,7 +67,7 @@ def group_info(r: redis.Redis, stream: str, group: str) -> dict | None:
     return next((g for g in groups if g["name"] == group), None)
 
 
-def ledger(r: redis.Redis, pipeline: dict, trace: list[str]) -> dict:
+def ledger(r: redis.Redis, pipeline: dict, trace: list[str], start: str | None = None) -> dict:
     stages = [s for s in pipeline["stages"] if s.get("input_stream")]
     out: dict = {"stages": {}, "lost": 0}
     cursors = {}
@@ -103,18 +104,18 @@ def ledger(r: redis.Redis, pipeline: dict, trace: list[str]) -> dict:
             else:
                 record["lost_ids"].append(entry_id)
         out["lost"] += len(record["lost_ids"])
-    # The path of each traced id through the stages, from the stage that read it (any stage:
-    # an incident may be on a middle one): [input id, its output id, the next stage's, ...].
+    # The path of each traced id through the stages, from the input of stage `start` (default
+    # the first consumer stage): [input id, output id of that stage, of the next, ...]. Ids are
+    # per stream (two streams may hold the same id), so the start stage is named, not guessed.
     out["trace"] = {}
+    names = [st["name"] for st in stages]
+    following = stages[names.index(start):] if start else stages
     for entry_id in trace:
         path, current = [entry_id], entry_id
-        for st in stages:
-            following = forwarded_as.get(st["name"], {}).get(current)
-            if following is None:
-                if len(path) > 1:
-                    break
-                continue
-            current = following
+        for st in following:
+            current = forwarded_as.get(st["name"], {}).get(current)
+            if current is None:
+                break
             path.append(current)
         out["trace"][entry_id] = path
     return out
@@ -158,7 +159,8 @@ def main(argv: list[str]) -> int:
         result = dump(r)
     else:
         trace = argv[argv.index("--trace") + 1:] if "--trace" in argv else []
-        result = ledger(r, json.loads(argv[2]), trace)
+        start = argv[argv.index("--from") + 1] if "--from" in argv else None
+        result = ledger(r, json.loads(argv[2]), trace, start)
     print(json.dumps(result, sort_keys=True))
     return 0
 
