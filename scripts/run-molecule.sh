@@ -87,11 +87,13 @@ for s in "${scenarios[@]}"; do
   if [[ $s == *@* ]]; then image=quantum-lab:${s#*@}; else image=$bookworm_image; fi
   # .config/molecule/config.yml takes the platform's image from QT_LAB_IMAGE.
   export QT_LAB_IMAGE=$image
-  read -r -a ports <<<"$(free_ports 4)"
-  # Scenarios read QT_MOLECULE_REDIS_PORT (one host) or _1.._4 (several hosts).
+  read -r -a ports <<<"$(free_ports 6)"
+  # Scenarios read QT_MOLECULE_REDIS_PORT (one host) or _1.._6 (several hosts, or a primary,
+  # its replica and 3 sentinels).
   export QT_MOLECULE_REDIS_PORT=${ports[0]} QT_MOLECULE_REDIS_PORT_1=${ports[0]} \
     QT_MOLECULE_REDIS_PORT_2=${ports[1]} QT_MOLECULE_REDIS_PORT_3=${ports[2]} \
-    QT_MOLECULE_REDIS_PORT_4=${ports[3]}
+    QT_MOLECULE_REDIS_PORT_4=${ports[3]} QT_MOLECULE_REDIS_PORT_5=${ports[4]} \
+    QT_MOLECULE_REDIS_PORT_6=${ports[5]}
   log "scenario $s on $image (Redis port ${ports[0]})"
   current=$name
   t0=$EPOCHREALTIME

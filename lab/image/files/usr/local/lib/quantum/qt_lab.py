@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import labdata
+import qt_sentinel
 import redis
 
 LAB_PIPELINE = labdata.LAB_PIPELINE
@@ -821,6 +822,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] and argv[0] in qt_sentinel.COMMANDS:  # the Sentinel topology: qt_sentinel.py
+        return qt_sentinel.main(argv)
     args = parser().parse_args(argv)
     try:
         args.func(args)
