@@ -437,7 +437,12 @@ def cmd_hang(args: argparse.Namespace) -> None:
         CONTROL_DIR.mkdir(parents=True, exist_ok=True)
         flag, report = CONTROL_DIR / f"hold-{st.name}", CONTROL_DIR / f"held-{st.name}"
         report.unlink(missing_ok=True)
-        flag.write_text(f"{held}\n")
+        # Written whole, then renamed into place: the stub polls for the flag and reads the
+        # count at once, and a flag it saw half-written (empty) made it hold nothing (found by
+        # the soak benchmark: 2 of 17 cycles at load 8 to 10).
+        staged = flag.with_name(flag.name + ".tmp")
+        staged.write_text(f"{held}\n")
+        staged.replace(flag)
         if not wait_until(report.exists, args.timeout):
             flag.unlink(missing_ok=True)
             got = pending_of(r, st.input_stream, st.group, st.consumer) - before
