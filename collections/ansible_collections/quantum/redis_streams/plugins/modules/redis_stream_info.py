@@ -371,8 +371,8 @@ def run_pipelined(client: Any, calls: list[Call]) -> list[Any]:
 
 def id_key(entry_id: str) -> tuple[int, int]:
     """An entry ID as a comparable (milliseconds, sequence) pair."""
-    ms, _, seq = str(entry_id).partition("-")
-    return int(ms), int(seq or 0)
+    parts = str(entry_id).split("-", 1)
+    return int(parts[0]), int(parts[1]) if len(parts) > 1 and parts[1] else 0
 
 
 def id_ms(entry_id: str) -> int:
