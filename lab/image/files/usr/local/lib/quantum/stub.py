@@ -2,11 +2,12 @@
 """Lab stub of one Quantum Trader pipeline service, configured by its systemd unit's environment.
 
 A producer stage (no QT_INPUT_STREAM: the AI engine) XADDs decisions at QT_RATE per second
-while the governor hash allows it; the check, the XADD and the HINCRBY are one Lua script, so
-a poisoned counter stops production at once. A consumer stage (router, execution) reads its
-input stream as the fixed consumer QT_CONSUMER of group QT_GROUP: its own PEL first (ID 0,
-the standard recovery loop), then new entries (`>`); for each entry it XADDs to
-QT_OUTPUT_STREAM and XACKs, atomically (MULTI).
+while the governor hash allows it, in batches (every 20 ms at high rates): the check, the
+XADDs and the HINCRBY are one Lua script, so a poisoned counter stops production at once. A
+consumer stage (router, execution) reads its input stream as the fixed consumer QT_CONSUMER of
+group QT_GROUP, up to 500 entries a read: its own PEL first (ID 0, the standard recovery loop),
+then new entries (`>`); each batch is one MULTI (an XADD per entry to QT_OUTPUT_STREAM and one
+XACK of all ids), so output and acknowledgement never diverge.
 
 Lab controls (files written by qt-lab, under /run/quantum):
 - quiet: the producer pauses (a healthy, idle pipeline);
@@ -34,9 +35,13 @@ CONTROL_DIR = Path("/run/quantum")
 LOG_DIR = Path("/var/log/quantum")
 MODE_FILE = Path("/etc/quantum/testnet.env")
 
+# One call per tick: the governor check, the XADDs and the HINCRBY of a whole batch are atomic,
+# so a poisoned counter stops production at once (mid-batch too). ARGV: today, the three field
+# names, the default limit, the number of values per entry, then every entry's field/value pairs.
 GOVERNED_XADD = """
 local key, stream = KEYS[1], KEYS[2]
 local today, date_f, count_f, limit_f, default_limit = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local width = tonumber(ARGV[6])
 if redis.call('HGET', key, date_f) ~= today then
   redis.call('HSET', key, date_f, today, count_f, 0)
 end
@@ -45,15 +50,26 @@ if redis.call('HEXISTS', key, limit_f) == 0 then
 end
 local count = tonumber(redis.call('HGET', key, count_f)) or 0
 local limit = tonumber(redis.call('HGET', key, limit_f)) or 0
-if count >= limit then
-  return {0, tostring(count), tostring(limit)}
+local added, first, last = 0, '', ''
+local i = 7
+while i + width - 1 <= #ARGV and count + added < limit do
+  last = redis.call('XADD', stream, '*', unpack(ARGV, i, i + width - 1))
+  if added == 0 then first = last end
+  added = added + 1
+  i = i + width
 end
-local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
-local id = redis.call('XADD', stream, '*', unpack(fields))
-redis.call('HINCRBY', key, count_f, 1)
-return {1, id, tostring(count + 1)}
+if added > 0 then
+  redis.call('HINCRBY', key, count_f, added)
+end
+return {added, first, last, tostring(count + added), tostring(limit)}
 """
+
+# Batches: a consumer reads up to READ_BATCH entries per XREADGROUP and forwards them in one
+# MULTI; the producer adds at most MAX_PER_TICK per call and ticks at most every TICK seconds
+# (5,000/s = 100 per 20 ms tick).
+READ_BATCH = 500
+MAX_PER_TICK = 1000
+TICK = 0.02
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
 
@@ -81,38 +97,47 @@ class Stage:
     # -- producer ---------------------------------------------------------------------------
     def produce_forever(self) -> None:
         script = self.redis.register_script(GOVERNED_XADD)
-        interval = 1.0 / self.rate if self.rate > 0 else 1.0
+        # Slow rates tick once per entry; fast ones every TICK with as many entries as are due.
+        interval = min(1.0 / self.rate, 1.0) if self.rate > 0 else 1.0
+        interval = max(interval, TICK) if self.rate * TICK > 1 else interval
         state = None
         seq = 0
-        next_tick = time.monotonic()
+        start = next_tick = time.monotonic()
+        sent = 0
         while True:
             next_tick += interval
             time.sleep(max(0.0, next_tick - time.monotonic()))
             if (CONTROL_DIR / "quiet").exists():
                 state = self.announce(state, "quiet", "quiet: decision production paused")
+                start, sent = time.monotonic(), 0
                 continue
-            seq += 1
-            decision = {
-                "symbol": random.choice(SYMBOLS),
-                "action": random.choice(("BUY", "SELL")),
-                "confidence": f"{random.uniform(0.55, 0.99):.2f}",
-                "qty": f"{random.choice((0.001, 0.002, 0.01)):g}",
-                "ts": f"{time.time():.3f}",
-                "seq": str(seq),
-            }
+            due = max(1, int(self.rate * (time.monotonic() - start)) - sent) if self.rate > 0 else 1
+            if due > MAX_PER_TICK:
+                # Far behind (a SIGSTOP, a slow Redis): no burst, the rate counts from now.
+                start, sent, due = time.monotonic(), 0, MAX_PER_TICK
             today = datetime.datetime.now(datetime.UTC).date().isoformat()
-            args = [today, "date", "trades_today", "daily_limit", self.governor_limit]
-            for field, value in decision.items():
-                args += [field, value]
-            allowed, first, second = script(keys=[self.governor_key, self.output_stream], args=args)
-            if allowed:
+            args: list[str] = [today, "date", "trades_today", "daily_limit", self.governor_limit, "12"]
+            for _ in range(due):
+                seq += 1
+                args += [
+                    "symbol", random.choice(SYMBOLS),
+                    "action", random.choice(("BUY", "SELL")),
+                    "confidence", f"{random.uniform(0.55, 0.99):.2f}",
+                    "qty", f"{random.choice((0.001, 0.002, 0.01)):g}",
+                    "ts", f"{time.time():.3f}",
+                    "seq", str(seq),
+                ]
+            added, first, last, count, limit = script(
+                keys=[self.governor_key, self.output_stream], args=args)
+            sent += due
+            if int(added):
                 state = self.announce(state, "producing", "producing decisions")
-                self.log.info("decision %s %s %s -> %s (trades_today=%s)",
-                              decision["action"], decision["qty"], decision["symbol"], first, second)
-            else:
+                self.log.info("decisions %s..%s (%s) -> %s (trades_today=%s)",
+                              first, last, added, self.output_stream, count)
+            if int(added) < due:
                 state = self.announce(
                     state, "blocked",
-                    f"BLOCKED by governor: trades_today={first} >= daily_limit={second}; producing nothing",
+                    f"BLOCKED by governor: trades_today={count} >= daily_limit={limit}; producing nothing",
                 )
 
     def announce(self, state: str | None, new: str, message: str) -> str:
@@ -132,10 +157,11 @@ class Stage:
                 self.hold(hold_flag)
                 continue
             response = self.redis.xreadgroup(
-                self.group, self.consumer, {self.input_stream: ">"}, count=10, block=1000
+                self.group, self.consumer, {self.input_stream: ">"}, count=READ_BATCH, block=1000
             )
-            for entry_id, fields in entries_of(response):
-                self.forward(entry_id, fields)
+            entries = entries_of(response)
+            if entries:
+                self.forward(entries)
 
     def ensure_group(self) -> None:
         try:
@@ -149,31 +175,45 @@ class Stage:
         replayed = 0
         while True:
             response = self.redis.xreadgroup(
-                self.group, self.consumer, {self.input_stream: "0"}, count=100
+                self.group, self.consumer, {self.input_stream: "0"}, count=READ_BATCH
             )
             entries = entries_of(response)
             if not entries:
                 return replayed
-            for entry_id, fields in entries:
-                self.forward(entry_id, fields, replay=True)
-                replayed += 1
+            self.forward(entries, replay=True)
+            replayed += len(entries)
 
-    def forward(self, entry_id: str, fields: dict | None, replay: bool = False) -> None:
-        if not fields:
-            # The entry was deleted from the stream while pending: nothing to forward.
-            self.redis.xack(self.input_stream, self.group, entry_id)
-            self.log.warning("entry %s no longer exists: acknowledged without output", entry_id)
-            return
-        out = {**fields, "source_id": entry_id, "stage": self.name, "ts": f"{time.time():.3f}"}
-        if self.name == "execution":
-            out["status"] = "FILLED"
-            out["testnet"] = read_mode()
+    def forward(self, entries: list, replay: bool = False) -> None:
+        """Forward a batch atomically: one MULTI with an XADD per entry and one XACK of all ids,
+        so the output and the acknowledgement never diverge (a crash loses or repeats nothing
+        half-way; the replay of the own PEL picks up a batch not committed)."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.xadd(self.output_stream, out)
-        pipe.xack(self.input_stream, self.group, entry_id)
-        new_id, _ = pipe.execute()
-        self.log.info("%s %s -> %s %s", "replayed" if replay else "processed", entry_id,
-                      self.output_stream, new_id)
+        ids, forwarded, gone = [], [], []
+        now = f"{time.time():.3f}"
+        mode = read_mode() if self.name == "execution" else None
+        for entry_id, fields in entries:
+            ids.append(entry_id)
+            if not fields:
+                # Deleted from the stream while pending: acknowledged without output.
+                gone.append(entry_id)
+                continue
+            out = {**fields, "source_id": entry_id, "stage": self.name, "ts": now}
+            if mode is not None:
+                out["status"] = "FILLED"
+                out["testnet"] = mode
+            pipe.xadd(self.output_stream, out)
+            forwarded.append(entry_id)
+        pipe.xack(self.input_stream, self.group, *ids)
+        new_ids = pipe.execute()[:-1]
+        for entry_id in gone:
+            self.log.warning("entry %s no longer exists: acknowledged without output", entry_id)
+        if replay:
+            # One line per replayed entry: scenarios count them (grep -c ' replayed ').
+            for entry_id, new_id in zip(forwarded, new_ids, strict=True):
+                self.log.info("replayed %s -> %s %s", entry_id, self.output_stream, new_id)
+        elif forwarded:
+            self.log.info("processed %d: %s..%s -> %s %s..%s", len(forwarded), forwarded[0],
+                          forwarded[-1], self.output_stream, new_ids[0], new_ids[-1])
 
     def hold(self, flag: Path) -> None:
         """Take N entries into the PEL without processing them, then wait for the flag to go."""
@@ -195,8 +235,8 @@ class Stage:
             time.sleep(0.1)
         (CONTROL_DIR / f"held-{self.name}").unlink(missing_ok=True)
         self.log.info("hold released: processing %d held entries", len(held))
-        for entry_id, fields in held:
-            self.forward(entry_id, fields)
+        if held:
+            self.forward(held)
 
 
 def entries_of(response) -> list:
