@@ -355,6 +355,17 @@ class Lab:
             raise RuntimeError(f"qt-lab {' '.join(args)} failed: {(proc.stderr or proc.stdout).strip()}")
         return proc.stdout.strip()
 
+    def stub_log_count(self, text: str) -> dict[str, int]:
+        """Lines of each consumer stub's log containing `text` (e.g. an entry that vanished
+        while pending: acknowledged without output, which the ledger shows as lost)."""
+        counts: dict[str, int] = {}
+        for stage in ("router", "execution"):
+            proc = subprocess.run(["docker", "exec", self.container, "grep", "-c", text,
+                                   f"/var/log/quantum/{stage}.log"],
+                                  capture_output=True, text=True, check=False)
+            counts[stage] = int(proc.stdout.strip() or 0)
+        return counts
+
     def remove(self) -> None:
         subprocess.run(["docker", "rm", "-f", self.container], capture_output=True, check=False)
 
@@ -714,6 +725,8 @@ def main(argv: list[str] | None = None) -> int:
         mon.stop.set()
         mon.join(5)
         dead = read_dead_letters(r, pipeline)
+        result["stub_acknowledged_without_output"] = lab.stub_log_count("no longer exists")
+        result["stub_replayed_lines"] = lab.stub_log_count(" replayed ")
         result["ledger"] = ledger(col, total, dead, cycles)
         info = r.info("memory")
         result.update(
@@ -815,6 +828,8 @@ def print_summary(res: dict) -> None:
           f"retired {sum(c.get('retired') or 0 for c in cycles)}, "
           f"replayed {sum(c.get('replayed') or 0 for c in cycles)}")
     print(f"drain {res.get('drain')}")
+    print(f"stub log: acknowledged without output {res.get('stub_acknowledged_without_output')}, "
+          f"replayed {res.get('stub_replayed_lines')}")
     print(f"redis memory at the end {res.get('redis_used_memory')} (peak {res.get('redis_peak_memory')}), "
           f"streams {res.get('stream_lengths')}, trimmed {res.get('trimmed')}")
     print(f"load average start {res.get('load_start')}, end {res.get('load_end')}")
