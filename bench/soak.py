@@ -366,6 +366,16 @@ class Lab:
             counts[stage] = int(proc.stdout.strip() or 0)
         return counts
 
+    def save_logs(self, dest: Path) -> None:
+        """The stubs' logs and the units' journal, kept beside the evidence."""
+        dest.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["docker", "cp", f"{self.container}:/var/log/quantum/.", str(dest)],
+                       capture_output=True, check=False)
+        with open(dest / "journal.txt", "w") as out:
+            subprocess.run(["docker", "exec", self.container, "journalctl", "--no-pager", "-o",
+                            "short-iso-precise", "-u", "quantum-*"],
+                           stdout=out, stderr=subprocess.DEVNULL, check=False)
+
     def remove(self) -> None:
         subprocess.run(["docker", "rm", "-f", self.container], capture_output=True, check=False)
 
@@ -437,6 +447,7 @@ def run_cycle(n: int, args: argparse.Namespace, lab: Lab, mon: Monitor, produced
                 ["orphan", "router", str(args.orphan)],
                 ["poison-governor", str(POISON)]):
         proc = lab.qt_lab(*cmd)
+        rec.setdefault("inject_out", []).append(proc.stdout.strip())
         if proc.returncode != 0:
             rec["inject_error"] = f"qt-lab {' '.join(cmd)}: {(proc.stderr or proc.stdout).strip()}"
             break
@@ -755,6 +766,7 @@ def main(argv: list[str] | None = None) -> int:
         result["cycles"] = cycles
         result["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         (workdir / "result.json").write_text(json.dumps(result, indent=2, default=str))
+        lab.save_logs(workdir / "lab-logs")
         if not args.keep_lab:
             lab.remove()
             log(f"container {container} removed")
