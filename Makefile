@@ -31,8 +31,9 @@ molecule: deps venv
 bench: deps venv
 	$(BIN)/python bench/reclaim_bench.py
 
-# Not part of `make test`: 100 incident-and-recover cycles at 5,000 entries/s (about 2 h on
-# 2 cores); its own container qt-soak, Redis on 6380 (QT_LAB_CONTAINER, QT_LAB_REDIS_PORT).
+# Not part of `make test`: 100 incident-and-recover cycles at 5,000 entries/s (about 2 h 20 min
+# on 2 cores at load ~4); its own container qt-soak, Redis on 6380 (QT_LAB_CONTAINER,
+# QT_LAB_REDIS_PORT).
 # SOAK_ARGS="--cycles 3 --rate 500" for a quick trial. See docs/benchmarks.md, "Soak".
 soak: deps venv
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
