@@ -53,7 +53,7 @@ import threading
 import time
 from array import array
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -623,7 +623,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         try:
             hour, minute = (int(x) for x in args.stop_at.split(":"))
             now = datetime.now(UTC)
-            args.stop_at_ts = now.replace(hour=hour, minute=minute, second=0, microsecond=0).timestamp()
+            stop = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+            # The next HH:MM, so a run started before midnight can stop after it.
+            if stop <= now:
+                stop += timedelta(days=1)
+            args.stop_at_ts = stop.timestamp()
         except ValueError:
             p.error(f"--stop-at must be HH:MM (UTC), got {args.stop_at!r}.")
     else:
