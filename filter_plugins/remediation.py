@@ -429,44 +429,89 @@ def verify_findings(
     verdicts: Mapping,
     pipeline: Mapping,
     growth_required: bool = True,
+    lag_tolerance: int = 0,
 ) -> list[dict]:
     """What verification found wrong over its window, one `{stage, problem}` per finding,
     in pipeline order; an empty list means the pipeline flows. Per stage: the verdict is
-    OK (or LAGGING with a shrinking lag: a backlog being drained; or BLOCKED by a governor
+    OK (or LAGGING while the backlog drains, see `_draining`; or BLOCKED by a governor
     exactly at its limit, which is policy); its output stream grew (when `growth_required`
     and no governor holds the producer at its limit now); for a consumer stage its group's
-    lag and PEL did not grow, no dead consumer holds entries, and its live consumer's oldest
-    pending entry did not stay the same across the window."""
+    lag and PEL did not grow by more than `lag_tolerance` (a busy stream has entries in
+    flight at any instant: two instants differ by noise) unless the backlog upstream of it
+    drains into it, no dead consumer holds entries, and its live consumer's oldest pending
+    entry did not stay the same across the window."""
+    tolerance = _int(lag_tolerance)
+    if tolerance is None or tolerance < 0:
+        raise AnsibleFilterError(f"lag_tolerance must be a number of entries >= 0, got {lag_tolerance!r}.")
     findings: list[dict] = []
     if any(_legitimately_blocked(_mapping(v)) for v in _mapping(verdicts).values()):
         # The governor holds the producer at its limit now: nothing new can flow; what
         # already waits is still judged by the verdicts and the lag and PEL checks.
         growth_required = False
+    upstream = _upstream_backlogs(before, after, pipeline)
     for stage in _stages(pipeline):
         name = stage.get("name")
         verdict = _mapping(_mapping(verdicts).get(name))
+        draining = _draining(verdict, upstream.get(name))
         problems: list[str] = []
-        if verdict.get("verdict") not in (None, "OK") and not (
-            _draining(verdict) or _legitimately_blocked(verdict)
-        ):
+        if verdict.get("verdict") not in (None, "OK") and not (draining or _legitimately_blocked(verdict)):
             problems.append(f"{verdict.get('verdict')}: {verdict.get('reason')}")
         output = stage.get("output_stream")
         if growth_required and not _stream_grew(_stream(before, output), _stream(after, output)):
             problems.append(f"{output} did not grow")
         if stage.get("input_stream"):
-            problems.extend(_group_problems(stage, before, after, verdict))
+            problems.extend(_group_problems(stage, before, after, verdict, tolerance, draining))
         for problem in problems:
             findings.append({"stage": name, "problem": problem})
     return findings
 
 
-def _draining(verdict: Mapping) -> bool:
-    """A LAGGING stage whose lag shrank across the window is catching up: that is recovery."""
+def _backlog(group: Mapping) -> int | None:
+    """Entries a group still owes: undelivered (lag) plus delivered and unacknowledged."""
+    lag, pending = _int(group.get("lag")), _int(group.get("pending"))
+    return None if lag is None or pending is None else lag + pending
+
+
+def _upstream_backlogs(
+    before: Mapping, after: Mapping, pipeline: Mapping
+) -> dict[str, tuple[int, int] | None]:
+    """Per consumer stage, the backlog of its group and every group upstream of it, summed,
+    at both ends of the window: `{stage: (before, after)}`, None where a lag is unknown.
+    A stage that drains a stall's backlog moves it downstream: the next stage's lag grows
+    while the sum shrinks. The sum is what says whether the pipeline catches up."""
+    sums: dict[str, tuple[int, int] | None] = {}
+    total: tuple[int, int] | None = (0, 0)
+    for stage in _stages(pipeline):
+        if not stage.get("input_stream"):
+            continue
+        ends = (_backlog(_group_info(before, stage)), _backlog(_group_info(after, stage)))
+        known = total is not None and ends[0] is not None and ends[1] is not None
+        total = (total[0] + ends[0], total[1] + ends[1]) if known else None  # type: ignore[index,operator]
+        sums[str(stage.get("name"))] = total
+    return sums
+
+
+def _draining(verdict: Mapping, upstream: tuple[int, int] | None = None) -> bool:
+    """A LAGGING stage is catching up, which is recovery, when its own lag shrank across the
+    window, or when it reads and the backlog of its group and every group upstream of it
+    shrank (the backlog of a stall flowing down the pipeline)."""
+    if verdict.get("verdict") != "LAGGING":
+        return False
     lag, lag_before = _int(verdict.get("lag")), _int(verdict.get("lag_before"))
-    return verdict.get("verdict") == "LAGGING" and None not in (lag, lag_before) and lag < lag_before
+    if None not in (lag, lag_before) and lag < lag_before:  # type: ignore[operator]
+        return True
+    reading = (_int(verdict.get("entries_read_delta")) or 0) > 0
+    return reading and upstream is not None and upstream[1] < upstream[0]
 
 
-def _group_problems(stage: Mapping, before: Mapping, after: Mapping, verdict: Mapping) -> list[str]:
+def _group_problems(
+    stage: Mapping,
+    before: Mapping,
+    after: Mapping,
+    verdict: Mapping,
+    tolerance: int = 0,
+    draining: bool = False,
+) -> list[str]:
     problems: list[str] = []
     group = stage.get("group")
     group_before, group_after = _group_info(before, stage), _group_info(after, stage)
@@ -474,7 +519,7 @@ def _group_problems(stage: Mapping, before: Mapping, after: Mapping, verdict: Ma
         return [f"group {group} does not exist on {stage.get('input_stream')}"]
     for field, what in (("lag", "lag"), ("pending", "pending count")):
         b, a = _int(group_before.get(field)), _int(group_after.get(field))
-        if b is not None and a is not None and a > b and a > 0:
+        if b is not None and a is not None and a > 0 and a - b > tolerance and not draining:
             problems.append(f"group {group}'s {what} grew from {b} to {a}")
     for dead in verdict.get("dead_consumers") or []:
         dead = _mapping(dead)

@@ -90,8 +90,8 @@ def seed_incident():
     return info(time_ms=T0, decision=10021, intent=10002, result=10005, router=router)
 
 
-def verdicts_for(before, after, governor=None):
-    return sh.stage_verdicts(before, after, PIPELINE, governor=governor)
+def verdicts_for(before, after, governor=None, lag_tolerance=0):
+    return sh.stage_verdicts(before, after, PIPELINE, governor=governor, lag_tolerance=lag_tolerance)
 
 
 def later(snapshot, ms=60_000):
@@ -546,3 +546,68 @@ def test_a_missing_group_fails():
     after["streams"][INTENT]["groups"]["execution"] = {"exists": False}
     findings = rm.verify_findings(before, after, verdicts_for(before, after), PIPELINE, True)
     assert {"stage": "execution", "problem": f"group execution does not exist on {INTENT}"} in findings
+
+
+def test_in_flight_noise_within_the_tolerance_is_not_a_failure():
+    """Two instants of a busy stream differ by the entries in flight (the soak's finding 1)."""
+    before, after = flowing(T0, 100), flowing(T0 + 10_000, 5100)
+    after["streams"][DECISION]["groups"]["router"]["lag"] = 31
+    execution = after["streams"][INTENT]["groups"]["execution"]
+    execution["consumers"]["execution-1"] = consumer(35, 5, f"{T0}-1", 5)
+    execution["pending"] = 35
+    strict = rm.verify_findings(before, after, verdicts_for(before, after), PIPELINE, True)
+    assert {"stage": "router", "problem": "group router's lag grew from 0 to 31"} in strict
+    assert {"stage": "execution", "problem": "group execution's pending count grew from 0 to 35"} in strict
+    lenient = verdicts_for(before, after, lag_tolerance=35)
+    assert rm.verify_findings(before, after, lenient, PIPELINE, True, lag_tolerance=35) == []
+    # One entry over the tolerance is a finding again.
+    findings = rm.verify_findings(before, after, lenient, PIPELINE, True, lag_tolerance=34)
+    assert findings == [
+        {"stage": "execution", "problem": "group execution's pending count grew from 0 to 35"}
+    ]
+
+
+def test_a_stall_backlog_flowing_downstream_is_recovery():
+    """The router drains its stall backlog into trade.intent faster than execution reads it:
+    execution's lag grows while the pipeline's backlog shrinks (the soak's finding 2)."""
+    before = flowing(T0, 100_000)
+    before["streams"][DECISION]["groups"]["router"].update(lag=120_000, entries_read=100_000)
+    before["streams"][INTENT]["groups"]["execution"].update(lag=13_500, entries_read=90_000)
+    after = flowing(T0 + 5_000, 125_000)
+    after["streams"][DECISION]["groups"]["router"].update(lag=80_000, entries_read=165_000)
+    after["streams"][INTENT]["groups"]["execution"].update(lag=15_500, entries_read=150_000)
+    verdicts = verdicts_for(before, after)
+    assert verdicts["execution"]["verdict"] == "LAGGING"
+    assert rm.verify_findings(before, after, verdicts, PIPELINE, True) == []
+
+
+def test_a_stage_falling_behind_while_the_whole_backlog_grows_fails():
+    """The same lags with the router's backlog growing too: the pipeline is not catching up."""
+    before = flowing(T0, 100_000)
+    before["streams"][DECISION]["groups"]["router"].update(lag=120_000, entries_read=100_000)
+    before["streams"][INTENT]["groups"]["execution"].update(lag=13_500, entries_read=90_000)
+    after = flowing(T0 + 5_000, 125_000)
+    after["streams"][DECISION]["groups"]["router"].update(lag=121_000, entries_read=124_000)
+    after["streams"][INTENT]["groups"]["execution"].update(lag=15_500, entries_read=110_000)
+    verdicts = verdicts_for(before, after)
+    findings = rm.verify_findings(before, after, verdicts, PIPELINE, True, lag_tolerance=5_000)
+    problems = {f["stage"]: f["problem"] for f in findings}
+    assert problems["router"].startswith("LAGGING: behind but reading: lag 121000 (was 120000, growing)")
+    assert problems["execution"].startswith("LAGGING: behind but reading: lag 15500 (was 13500, growing)")
+
+
+def test_an_unknown_lag_upstream_never_counts_as_draining():
+    before = flowing(T0, 100_000)
+    before["streams"][DECISION]["groups"]["router"].update(lag=None)
+    before["streams"][INTENT]["groups"]["execution"].update(lag=13_500, entries_read=90_000)
+    after = flowing(T0 + 5_000, 125_000)
+    after["streams"][DECISION]["groups"]["router"].update(lag=None)
+    after["streams"][INTENT]["groups"]["execution"].update(lag=15_500, entries_read=100_000)
+    verdicts = verdicts_for(before, after)
+    findings = rm.verify_findings(before, after, verdicts, PIPELINE, True)
+    assert any(f["stage"] == "execution" and f["problem"].startswith("LAGGING") for f in findings)
+
+
+def test_verify_findings_rejects_a_bad_tolerance():
+    with pytest.raises(rm.AnsibleFilterError, match="lag_tolerance must be a number of entries >= 0, got -1"):
+        rm.verify_findings(flowing(T0, 1), flowing(T0 + 1, 2), {}, PIPELINE, True, lag_tolerance=-1)
