@@ -177,8 +177,9 @@ def test_missing_key_is_reported_not_created(redis_server, redis_client):
     assert result["governor"]["count"] is None
     assert result["governor"]["over_limit"] is False
     assert "does not exist" in result["reset_skipped_reason"]
-    assert result["counted_stream_exists"] is False
-    assert result["results_today"] == 0
+    # Not counted: no reset could be made.
+    assert result["counted_stream_exists"] is None
+    assert result["results_today"] is None
     assert dump_redis(redis_client) == {}
 
 
@@ -215,8 +216,23 @@ def test_counts_across_many_pages_without_yesterday_or_tomorrow(redis_server, re
     add_results(redis_client, day[1] - 5000, 1500)  # yesterday
     add_results(redis_client, day[1], 2600)  # today, from midnight sharp: 3 pages
     redis_client.xadd(RESULTS, {"order": "tomorrow"}, id=f"{day[1] + DAY_MS}-0")
-    result = run(redis_server)
+    result = run(redis_server, count_results=True)
     assert result["results_today"] == 2600
+
+
+@pytest.mark.parametrize("count", ["150", "200"])
+def test_results_are_counted_only_when_a_reset_could_be_made(redis_server, redis_client, day, count):
+    """The count reads every result of the day: a counter at or below its limit, the healthy
+    case of every run, costs no XRANGE (counted only with count_results)."""
+    redis_client.hset(KEY, mapping={"date": day[0], "trades_today": count, "daily_limit": "200"})
+    add_results(redis_client, day[1] + 1, 1500)
+    before = redis_client.info("commandstats").get("cmdstat_xrange", {}).get("calls", 0)
+    lazy = run(redis_server, reset_above_limit=True)
+    assert (lazy["results_today"], lazy["counted_stream_exists"]) == (None, None)
+    assert redis_client.info("commandstats").get("cmdstat_xrange", {}).get("calls", 0) == before
+    counted = run(redis_server, count_results=True)
+    assert (counted["results_today"], counted["counted_stream_exists"]) == (1500, True)
+    assert redis_client.info("commandstats")["cmdstat_xrange"]["calls"] == before + 2
 
 
 def test_results_above_the_limit_warn_and_the_reset_is_idempotent(redis_server, redis_client, day):
@@ -244,7 +260,7 @@ def test_wrong_key_type_fails_with_one_sentence(redis_server, redis_client):
 def test_wrong_counted_stream_type_fails(redis_server, redis_client, day):
     redis_client.hset(KEY, mapping={"date": day[0], "trades_today": "1", "daily_limit": "200"})
     redis_client.rpush(RESULTS, "x")
-    result = run(redis_server, expect_failure=True)
+    result = run(redis_server, count_results=True, expect_failure=True)
     assert "is a list, not a stream" in result["msg"]
     assert "governor.counted_stream" in result["msg"]
 

@@ -12,8 +12,11 @@ description:
   - Reads the governor hash of a pipeline (a date, a count of today's decisions and a daily
     limit) and compares it with the Redis server's own clock (C(TIME)), in UTC.
   - Counts RV(results_today), the entries of O(governor.counted_stream) whose entry-ID time is
-    today (UTC), on the server in bounded pages (C(XRANGE) from today's midnight, 1000 entries
-    a page); the stream is never loaded whole.
+    today (UTC), in bounded pages (C(XRANGE) from today's midnight, 1000 entries a page); the
+    stream is never loaded whole. The count reads every result of the day (at 5,000 results a
+    second, hundreds of millions), so by default it is taken only when it can matter: when the
+    counter is above its limit and dated today, the one case a reset is made. O(count_results)
+    takes it always.
   - A counter above its limit cannot come from the governor itself, which stops at the limit;
     it is leftover state (a test run, a bad deploy). With O(reset_above_limit=true) such a
     counter is reset to RV(results_today) and its date to today, by a server-side script that
@@ -58,6 +61,13 @@ options:
             stream counts zero.
         type: str
         required: true
+  count_results:
+    description:
+      - Count today's results (RV(results_today)) even when the counter is at or below its limit
+        or dated another day. Without it RV(results_today) is null in those cases.
+      - The count costs one C(XRANGE) page per 1000 results recorded today.
+    type: bool
+    default: false
   reset_above_limit:
     description:
       - Reset a counter that is above its limit and dated today to RV(results_today) (and its
@@ -155,12 +165,14 @@ governor:
       type: bool
       sample: true
 results_today:
-  description: Entries of the counted stream whose entry-ID time is today (UTC).
+  description:
+    - Entries of the counted stream whose entry-ID time is today (UTC).
+    - Null when not counted (the counter is not above its limit today, and O(count_results) is false).
   returned: always
   type: int
   sample: 5
 counted_stream_exists:
-  description: Whether the counted stream exists (a missing one counts zero).
+  description: Whether the counted stream exists (a missing one counts zero); null when not counted.
   returned: always
   type: bool
   sample: true
@@ -280,6 +292,11 @@ class Governor:
         self.today = midnight.date().isoformat()
         self.midnight_ms = int(midnight.timestamp() * 1000)
         self.fields = self.read_hash()
+        self.counted_stream_exists: bool | None = None
+        self.results_today: int | None = None
+
+    def count(self) -> None:
+        """Sets counted_stream_exists and results_today (O(results today): see count_results)."""
         self.counted_stream_exists, self.results_today = self.count_results_today()
 
     def fail(self, msg: str) -> None:
@@ -385,12 +402,16 @@ class Governor:
                 f"the counter ({state['count']}) is at or below its limit ({state['limit']}), "
                 "which is legitimate"
             )
+        if self.results_today is None:
+            self.count()
         if state["count"] == self.results_today:
             return f"the counter already equals today's results ({self.results_today})"
         return None
 
     def reset(self, state: dict[str, Any]) -> str | None:
         """Runs the checked reset; returns why it did not write, or None when it did."""
+        if self.results_today is None:
+            self.count()
         new_date = date_like(state["date"], self.today)
         context = f"resetting the governor key {self.key}"
         script = self.client.register_script(RESET_SCRIPT)
@@ -416,12 +437,15 @@ def main() -> None:
     argument_spec = connection_argument_spec()
     argument_spec.update(
         governor=governor_spec(),
+        count_results={"type": "bool", "default": False},
         reset_above_limit={"type": "bool", "default": False},
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     client = redis_client(module)
     governor = Governor(module, client)
     state = governor.state()
+    if module.params["count_results"] or state["over_limit"]:
+        governor.count()
     result: dict[str, Any] = {
         "changed": False,
         "endpoint": describe_endpoint(module.params["connection"]),
