@@ -14,7 +14,7 @@ description:
   - Counts RV(results_today), the entries of O(governor.counted_stream) whose entry-ID time is
     today (UTC), in bounded pages (C(XRANGE) from today's midnight, 1000 entries a page); the
     stream is never loaded whole. The count reads every result of the day (at 5,000 results a
-    second, hundreds of millions), so by default it is taken only when it can matter: when the
+    second, hundreds of millions), so by default it is taken only when it can matter, when the
     counter is above its limit and dated today, the one case a reset is made. O(count_results)
     takes it always.
   - A counter above its limit cannot come from the governor itself, which stops at the limit;
