@@ -60,3 +60,26 @@ def test_default_group(playbook: str, inventory: Path) -> None:
 @pytest.mark.parametrize("playbook", PLAYBOOKS)
 def test_group_named_by_pipeline_hosts(playbook: str, inventory: Path) -> None:
     assert _list_hosts(playbook, inventory, "-e", "pipeline_hosts=trading_redis") == ["awx-host-1"]
+
+
+def _list(playbook: str, inventory: Path, *args: str) -> str:
+    command = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), playbook, *args]
+    env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg")}
+    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_recover_lists_a_tag_per_step(inventory: Path) -> None:
+    """`--list-tags` names every step; `--tags <step>` selects it, with preflight (the mode
+    gate, the lock), the report and the lock's release, which run whatever the tags."""
+    out = _list("recover.yml", inventory, "--list-tags")
+    listed = out.split("TASK TAGS: [", 1)[1].split("]", 1)[0].split(", ")
+    assert set(listed) == {
+        "always", "evidence", "evidence_before", "unit_backup", "consumer_recovery", "governor",
+        "service_restart", "stream_verify", "evidence_after",
+    }
+    tasks = _list("recover.yml", inventory, "--list-tasks", "--tags", "governor")
+    assert "Preflight (mode gate, run lock, Redis client, pipeline definition)\tTAGS: [always]" in tasks
+    assert "Reset a leftover governor counter\tTAGS: [governor]" in tasks
+    assert "Recover consumers" not in tasks
