@@ -59,8 +59,7 @@ RUN_OPTIONS: dict[str, tuple] = {
 # from the validated run id), so they are refused.
 INTERNAL = (
     "evidence_phase",
-    "preflight_lock_held",
-    "preflight_lock_token",
+    "preflight_lock",
     "preflight_validated",
     "preflight_changes_allowed",
     "consumer_recovery_evidence",
@@ -73,83 +72,6 @@ INTERNAL = (
     "report_failed_task",
     "unit_backup_dir",
 )
-
-
-def proc_start_ticks(stat: Any) -> int | None:
-    """A process's start time (clock ticks since boot) from its /proc/<pid>/stat text: with
-    the pid it names the process uniquely (a pid may be reused, never with the same start)."""
-    if not isinstance(stat, str) or ")" not in stat:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    # After "pid (comm)": state is field 3, starttime field 22.
-    return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
-
-
-def _holder_gone(owner: Mapping[str, Any] | None, here: Mapping[str, Any] | None, holder_stat: Any) -> bool:
-    """Whether the lock's holder is an ansible-playbook process of this very controller (same
-    host, same boot) that no longer runs: only then is its death a fact, not a guess."""
-    held_by = (owner or {}).get("controller")
-    if not isinstance(held_by, Mapping) or not isinstance(here, Mapping):
-        return False
-    if not held_by.get("pid") or held_by.get("host") != here.get("host"):
-        return False
-    if not held_by.get("boot_id") or held_by.get("boot_id") != here.get("boot_id"):
-        return False
-    return proc_start_ticks(holder_stat) != held_by.get("started")
-
-
-def run_lock_decision(
-    owner: dict[str, Any] | None,
-    exists: bool,
-    age_s: float | int | None,
-    stale_s: float | int,
-    here: Mapping[str, Any] | None = None,
-    holder_stat: Any = None,
-) -> dict[str, Any]:
-    """What to do with the pipeline's run lock as found: {action, holder, age_s, message}.
-    action: `free` (nobody holds it), `orphaned` (its holder, an ansible-playbook of this
-    controller, is gone: killed, crashed; taken over), `stale` (held longer than `stale_s`:
-    taken over, with a warning) or `held` (another run holds it: stop). A lock found is never
-    this run's: the lock belongs to the pipeline, and a run id is new (its evidence directory
-    must not exist), so a run id passed twice cannot let a second run through.
-
-    `here`: this controller `{host, boot_id, pid, started}`; `holder_stat`: the text of
-    /proc/<holder pid>/stat on this controller ('' or None when there is no such process)."""
-    holder = str((owner or {}).get("run_id") or "an unknown run")
-    age = None if age_s is None else int(age_s)
-    if not exists:
-        return {"action": "free", "holder": None, "age_s": None, "message": "The run lock is free."}
-    if _holder_gone(owner, here, holder_stat):
-        pid = (owner or {}).get("controller", {}).get("pid")
-        return {
-            "action": "orphaned",
-            "holder": holder,
-            "age_s": age,
-            "message": (
-                f"Taking over the run lock of {holder}: its ansible-playbook (pid {pid} on this controller) "
-                "is gone, killed or crashed mid-run."
-            ),
-        }
-    if age is not None and age > int(stale_s):
-        return {
-            "action": "stale",
-            "holder": holder,
-            "age_s": age,
-            "message": (
-                f"Taking over a stale run lock held by {holder} for {age} s "
-                f"(older than {int(stale_s)} s): that run is assumed dead."
-            ),
-        }
-    age_text = "at an unknown time" if age is None else f"{age} s ago"
-    return {
-        "action": "held",
-        "holder": holder,
-        "age_s": age,
-        "message": (
-            f"Another run ({holder}) holds the run lock, taken {age_text}: wait for it to finish, "
-            f"or remove the lock directory if that run is gone."
-        ),
-    }
 
 
 def is_run_id(value: Any) -> bool:
@@ -344,7 +266,5 @@ class FilterModule:
             "pipeline_guard_problems": pipeline_guard_problems,
             "path_problem": path_problem,
             "is_under": is_under,
-            "run_lock_decision": run_lock_decision,
-            "proc_start_ticks": proc_start_ticks,
             "is_run_id": is_run_id,
         }

@@ -10,7 +10,6 @@ import yaml
 from conftest import PROJECT_ROOT, collection_module, load_project_file
 
 run_guard = load_project_file("filter_plugins/run_guard.py")
-run_lock_decision = run_guard.run_lock_decision
 is_run_id = run_guard.is_run_id
 run_option_problems = run_guard.run_option_problems
 path_problem = run_guard.path_problem
@@ -159,24 +158,6 @@ def test_missing_unit_is_named() -> None:
     assert problems[0].startswith(expected)
 
 
-def test_lock_free_stale_held() -> None:
-    assert run_lock_decision(None, False, None, 3600)["action"] == "free"
-    stale = run_lock_decision({"run_id": "20260117T081734Z-0000"}, True, 7200, 3600)
-    assert stale["action"] == "stale" and "20260117T081734Z-0000" in stale["message"]
-    held = run_lock_decision({"run_id": "20260117T101700Z-cafe"}, True, 34, 3600)
-    assert held["action"] == "held"
-    assert "20260117T101700Z-cafe" in held["message"]
-    # A lock whose owner file is not written yet is held by a run we cannot name.
-    unnamed = run_lock_decision(None, True, 1, 3600)
-    assert unnamed["action"] == "held" and "unknown run" in unnamed["message"]
-
-
-def test_a_lock_found_is_never_this_runs() -> None:
-    # The lock belongs to the pipeline: a run id passed twice does not let a second run in.
-    run = "20260117T101734Z-ab12"
-    assert run_lock_decision({"run_id": run, "token": "x"}, True, 5, 3600)["action"] == "held"
-
-
 def test_run_id_shape() -> None:
     assert is_run_id("20260117T101734Z-ab12")
     assert not is_run_id("../../etc")
@@ -191,31 +172,3 @@ def test_one_batch_size_default_and_the_same_bounds() -> None:
     reclaim = collection_module("redis_stream_reclaim")
     assert reclaim.DEFAULT_BATCH_SIZE == 2000
     assert run_guard.RUN_OPTIONS["consumer_recovery_batch_size"] == ("int", 1, reclaim.MAX_BATCH_SIZE)
-
-
-HERE = {"host": "ops-1", "boot_id": "b-1", "pid": 4242, "started": 1000}
-STAT = "4242 (ansible-playboo) S 4000 4242 4000 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 1000 1 1"
-
-
-def test_proc_start_ticks() -> None:
-    assert run_guard.proc_start_ticks(STAT) == 1000
-    # A command name with spaces and parentheses does not shift the fields.
-    tricky = "77 (a) b (c) S 1 77 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 555 1 1"
-    assert run_guard.proc_start_ticks(tricky) == 555
-    assert run_guard.proc_start_ticks("") is None and run_guard.proc_start_ticks(None) is None
-
-
-def test_a_lock_whose_holder_is_gone_from_this_controller_is_taken_over() -> None:
-    owner = {"run_id": "20260117T101700Z-cafe", "controller": dict(HERE)}
-    # The holder still runs (same pid, same start): held.
-    assert run_lock_decision(owner, True, 5, 3600, HERE, STAT)["action"] == "held"
-    # Gone (no /proc entry), or the pid reused by another process: orphaned, taken over now.
-    gone = run_lock_decision(owner, True, 5, 3600, HERE, "")
-    assert gone["action"] == "orphaned" and "pid 4242" in gone["message"]
-    reused = STAT.replace(" 1000 1 1", " 2000 1 1")
-    assert run_lock_decision(owner, True, 5, 3600, HERE, reused)["action"] == "orphaned"
-    # Another controller, or this one rebooted since: its processes cannot be seen; held.
-    assert run_lock_decision(owner, True, 5, 3600, {**HERE, "host": "awx-job-9"}, "")["action"] == "held"
-    assert run_lock_decision(owner, True, 5, 3600, {**HERE, "boot_id": "b-2"}, "")["action"] == "held"
-    # An owner file without a controller (older runs): held until stale.
-    assert run_lock_decision({"run_id": "x"}, True, 5, 3600, HERE, "")["action"] == "held"
