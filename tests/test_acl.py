@@ -16,7 +16,6 @@ import redis
 from conftest import (
     PROJECT_ROOT,
     RedisServer,
-    collection_module,
     collection_util,
     dump_redis,
     run_ansible_module,
@@ -382,7 +381,7 @@ def test_a_key_named_by_the_server_wins():
 def test_every_script_line_runs_at_most_one_command(admin):
     """A denied command is found by its script line: no line may hold two."""
     scripts = collection_util("redis_stream_scripts")
-    governor = collection_module(GOVERNOR_MODULE)
+    governor = collection_util("governor")
     sources = [scripts.SELECT_SCRIPT, scripts.BATCH_SCRIPT, scripts.RETIRE_SCRIPT, governor.RESET_SCRIPT]
     for source in sources:
         for line in source.split("\n"):

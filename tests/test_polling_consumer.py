@@ -18,9 +18,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 import yaml
-from conftest import PROJECT_ROOT, RedisServer, collection_module, load_project_file
+from conftest import PROJECT_ROOT, RedisServer, collection_util, load_project_file
 
-rsi = collection_module("redis_stream_info")
+rsi = collection_util("stream_info")
 sh = load_project_file("filter_plugins/stream_health.py")
 rm = load_project_file("filter_plugins/remediation.py")
 

@@ -14,7 +14,7 @@ import yaml
 from conftest import (
     PROJECT_ROOT,
     RedisServer,
-    collection_module,
+    collection_util,
     dump_redis,
     has_inactive,
     run_ansible_module,
@@ -407,7 +407,7 @@ def test_every_call_is_bounded_and_read_only(redis_server, redis_client):
 # --- direct calls: races between the rounds, which `ansible` runs cannot time -----------------
 
 
-rsi = collection_module("redis_stream_info")
+rsi = collection_util("stream_info")
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ description:
   - In check mode nothing is taken or removed; the module reports who holds the lock (a held
     lock is not a failure then, since the run changes nothing).
   - The lock is the run's own record, not a change to the pipeline, so C(changed) is always false.
-version_added: "1.0.0"
+version_added: "1.1.0"
 author:
   - quantum-remediation maintainers (@quantum-remediation)
 options:

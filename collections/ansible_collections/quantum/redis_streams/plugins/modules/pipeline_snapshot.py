@@ -1,0 +1,353 @@
+#!/usr/bin/python
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# Everything a verdict about a pipeline needs, read in one call: its streams, groups and
+# consumers, its governor, and its systemd units down to the kernel's state of each process.
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: pipeline_snapshot
+short_description: Read a Redis Streams pipeline's streams, groups, governor and systemd units in one call
+description:
+  - One call per phase of a healing run reads everything a decision about the pipeline (the
+    inventory variable C(pipeline)) needs, and returns it as one structure.
+  - B(Redis), as M(quantum.redis_streams.redis_stream_info) reads it - each stage's input stream
+    with the stage's group, every output stream; per group its lag and pending count; per consumer
+    its pending count, idle and (Redis 7.2 and later) inactive time, and the id, age, idle time and
+    delivery count of its oldest pending entry. One C(XINFO CONSUMERS) per group and one
+    C(XPENDING ... COUNT 1) per consumer with pending entries - never one call per pending entry,
+    so the cost does not grow with the pending lists.
+  - B(The governor) (C(pipeline.governor)), as M(quantum.redis_streams.redis_governor) reads it;
+    today's results are counted only when the counter is above its limit, the one case a reset is made.
+  - B(The units) - one C(systemctl show) for every stage's unit (load, active and sub state, main
+    PID, restarts, when it became active), then the kernel's state of each main process
+    (C(/proc/PID/stat)), because systemd reports a process stopped by C(SIGSTOP) as
+    C(active (running)).
+  - It never changes anything.
+version_added: "1.1.0"
+author:
+  - quantum-remediation maintainers (@quantum-remediation)
+requirements:
+  - redis (redis-py) 5.0 or later on the target (Debian package python3-redis, pip package redis).
+  - systemd on the target, unless O(units=false).
+extends_documentation_fragment:
+  - quantum.redis_streams.redis_connection
+options:
+  connection:
+    # The shared option (doc fragment) without its default: omitted, O(pipeline)'s C(redis) is used.
+    default: null
+  pipeline:
+    description:
+      - The pipeline definition, as the inventory variable C(pipeline) of this project (C(stages)
+        with C(unit), C(input_stream), C(group), C(output_stream); C(redis); optionally C(governor)).
+      - Its C(redis) dictionary is the connection when O(connection) is omitted.
+    type: dict
+    required: true
+  pending_scan_limit:
+    description:
+      - How many pending entries of each consumer are read to find the highest delivery count, as
+        in M(quantum.redis_streams.redis_stream_info). The default reads only the oldest one.
+    type: int
+    default: 1
+  units:
+    description: Read the stages' systemd units. V(false) reads Redis only (a host without systemd).
+    type: bool
+    default: true
+  governor:
+    description: Read C(pipeline.governor) when the pipeline has one.
+    type: bool
+    default: true
+  systemctl:
+    description: The C(systemctl) to run.
+    type: path
+    default: systemctl
+attributes:
+  check_mode:
+    description: Can run in check mode and returns the same facts; it never changes anything.
+    support: full
+  diff_mode:
+    description: Nothing changes, so there is nothing to diff.
+    support: none
+  platform:
+    description: Runs on the target, which needs redis-py, network access to Redis and systemd.
+    support: full
+    platforms: posix
+notes:
+  - Redis, the governor and the units are read one after the other in a few milliseconds, not in
+    one instant; ages are computed against the Redis server's clock (RV(server)'s C(time_ms)), process
+    times against the target's (RV(target_time_ms)).
+seealso:
+  - module: quantum.redis_streams.redis_stream_info
+  - module: quantum.redis_streams.redis_governor
+"""
+
+EXAMPLES = r"""
+- name: Take the pipeline's snapshot
+  quantum.redis_streams.pipeline_snapshot:
+    pipeline: "{{ pipeline }}"
+  register: snapshot
+
+- name: Name the units whose main process is stopped behind an active unit
+  ansible.builtin.debug:
+    msg: >-
+      {{ snapshot.units | dict2items | selectattr('value.active_state', 'eq', 'active')
+         | selectattr('value.process_stopped') | map(attribute='key') | list }}
+"""
+
+RETURN = r"""
+endpoint:
+  description: The Redis the module talked to (as in M(quantum.redis_streams.redis_stream_info)).
+  returned: always
+  type: str
+  sample: 127.0.0.1:6379
+server:
+  description: The Redis server - C(version), and C(time_ms), its clock (TIME) in milliseconds.
+  returned: always
+  type: dict
+  sample: {version: "7.0.15", time_ms: 1790000000000}
+streams:
+  description:
+    - Per stream of the pipeline, its state, groups and consumers, exactly as
+      RV(quantum.redis_streams.redis_stream_info#module:streams).
+  returned: always
+  type: dict
+missing:
+  description: The streams (C(stream)) and groups (C(stream/group)) of the pipeline that do not exist.
+  returned: always
+  type: list
+  elements: str
+  sample: ["quantum:stream:ai.decision/router"]
+governor:
+  description:
+    - The governor as RV(quantum.redis_streams.redis_governor#module:governor) describes it, plus
+      C(results_today) and C(counted_stream_exists) (null unless the counter is above its limit).
+    - Null when the pipeline has no governor or O(governor=false).
+  returned: always
+  type: dict
+  sample:
+    key: quantum:governor
+    exists: true
+    date: "2026-01-17"
+    today: "2026-01-17"
+    dated_today: true
+    count: 10000
+    limit: 200
+    over_limit: true
+    at_limit: false
+    blocked: true
+    results_today: 5
+    counted_stream_exists: true
+units:
+  description: Per stage's unit (as named in C(pipeline.stages[].unit)), its state; empty with O(units=false).
+  returned: always
+  type: dict
+  contains:
+    exists:
+      description: Whether systemd knows the unit (C(LoadState) is not C(not-found)).
+      type: bool
+    load_state:
+      description: C(LoadState).
+      type: str
+      sample: loaded
+    active_state:
+      description: C(ActiveState).
+      type: str
+      sample: active
+    sub_state:
+      description: C(SubState).
+      type: str
+      sample: running
+    main_pid:
+      description: C(MainPID); 0 when the unit has no main process.
+      type: int
+      sample: 412
+    n_restarts:
+      description: C(NRestarts), restarts systemd made by its C(Restart=) policy; null when unknown.
+      type: int
+      sample: 0
+    active_since_ms:
+      description:
+        - When the unit last became active, in milliseconds since the epoch by the target's clock.
+        - Null when it never was.
+      type: int
+    process_state:
+      description:
+        - The kernel's state letter of the main process (C(R), C(S), C(D), C(T) stopped ...).
+        - Null without a main process.
+      type: str
+      sample: T
+    process_state_name:
+      description: That state in words (C(running), C(sleeping), C(stopped) ...); null without a process.
+      type: str
+      sample: stopped
+    process_stopped:
+      description:
+        - The main process is stopped (C(T)) or in a tracing stop (C(t)); it does nothing until C(SIGCONT).
+      type: bool
+      sample: true
+    process_started_ms:
+      description:
+        - When the main process started, in milliseconds since the epoch by the target's clock.
+        - Null without a main process.
+      type: int
+target_time_ms:
+  description: The target's clock when the units were read, in milliseconds since the epoch.
+  returned: always
+  type: int
+  sample: 1790000000123
+elapsed_ms:
+  description: How long the module took to read everything, in milliseconds (start-up excluded).
+  returned: always
+  type: int
+  sample: 12
+"""
+
+import shutil
+import time
+import traceback
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.quantum.redis_streams.plugins.module_utils.governor import Governor, governor_spec
+from ansible_collections.quantum.redis_streams.plugins.module_utils.redis_connection import (
+    connection_argument_spec,
+    describe_endpoint,
+    explain_redis_error,
+    redis_client,
+    validate_connection,
+)
+from ansible_collections.quantum.redis_streams.plugins.module_utils.stream_info import (
+    MAX_PENDING_SCAN_LIMIT,
+    StreamInfo,
+    WrongType,
+    requested_from_pipeline,
+)
+from ansible_collections.quantum.redis_streams.plugins.module_utils.units import (
+    boot_time_s,
+    parse_systemctl_show,
+    systemctl_show_argv,
+    unit_state,
+)
+
+
+def argument_spec() -> dict[str, Any]:
+    spec = connection_argument_spec()
+    # No default: an omitted `connection` means "use pipeline.redis".
+    spec["connection"].pop("default", None)
+    spec.update(
+        pipeline={"type": "dict", "required": True},
+        pending_scan_limit={"type": "int", "default": 1},
+        units={"type": "bool", "default": True},
+        governor={"type": "bool", "default": True},
+        systemctl={"type": "path", "default": "systemctl"},
+    )
+    return spec
+
+
+def governor_problem(governor: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """pipeline.governor with redis_governor's defaults filled in, or a sentence saying what is wrong."""
+    if not isinstance(governor, dict):
+        return None, f"pipeline.governor must be a dictionary, got {type(governor).__name__}."
+    options = governor_spec()["options"]
+    filled: dict[str, Any] = {}
+    for name, option in options.items():
+        value = governor.get(name, option.get("default"))
+        if value in (None, ""):
+            return None, f"pipeline.governor.{name} is missing: the governor cannot be read without it."
+        filled[name] = str(value)
+    return filled, None
+
+
+def stage_units(pipeline: dict[str, Any]) -> list[str]:
+    """Each stage's unit, once, in the pipeline's order."""
+    return list(dict.fromkeys(str(stage["unit"]) for stage in pipeline["stages"] if stage.get("unit")))
+
+
+def read_units(module: AnsibleModule, units: list[str]) -> dict[str, dict[str, Any]]:
+    if not units:
+        return {}
+    systemctl = module.params["systemctl"]
+    if "/" not in systemctl and shutil.which(systemctl) is None:
+        module.fail_json(msg=f"{systemctl} is not on the target's PATH: set units=false to read Redis only.")
+    rc, out, err = module.run_command(systemctl_show_argv(systemctl, units))
+    if rc != 0:
+        module.fail_json(
+            msg=f"systemctl show failed on the target (rc {rc}: {err.strip() or out.strip()}): "
+            "the units cannot be read (units=false reads Redis only)."
+        )
+    try:
+        shown = parse_systemctl_show(out, units)
+    except ValueError as exc:
+        module.fail_json(msg=f"Could not read the units: {exc}.")
+    boot_s = boot_time_s()
+    return {unit: unit_state(shown[unit], boot_s) for unit in units}
+
+
+def main() -> None:
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    params = module.params
+    pipeline = params["pipeline"]
+    # Validated even when `connection` wins: that also masks its password in the invocation.
+    pipeline_connection = None
+    if pipeline.get("redis") is not None:
+        pipeline_connection = validate_connection(module, pipeline["redis"], "pipeline.redis")
+    connection = params["connection"]
+    if connection is None:
+        connection = pipeline_connection or validate_connection(module, {}, "connection")
+
+    scan_limit = params["pending_scan_limit"]
+    if not 1 <= scan_limit <= MAX_PENDING_SCAN_LIMIT:
+        module.fail_json(
+            msg=f"pending_scan_limit must be between 1 and {MAX_PENDING_SCAN_LIMIT}, got {scan_limit}."
+        )
+    requested, problem = requested_from_pipeline(pipeline)
+    if problem:
+        module.fail_json(msg=problem)
+    governor_wanted = params["governor"] and pipeline.get("governor") is not None
+    governor_options = None
+    if governor_wanted:
+        governor_options, problem = governor_problem(pipeline["governor"])
+        if problem:
+            module.fail_json(msg=problem)
+
+    started = time.perf_counter()
+    client = redis_client(module, connection)
+    info = StreamInfo(client, requested, scan_limit)
+    governor_state = None
+    try:
+        try:
+            info.collect()
+        except WrongType as exc:
+            module.fail_json(msg=str(exc))
+        except Exception as exc:  # every server or client failure becomes one sentence
+            module.fail_json(
+                msg=explain_redis_error(exc, connection, "reading the streams"),
+                exception=traceback.format_exc(),
+            )
+        if governor_wanted:
+            governor = Governor(module, client, spec=governor_options, connection=connection)
+            governor_state = governor.state()
+            if governor_state["over_limit"]:
+                governor.count()
+            governor_state.update(
+                results_today=governor.results_today, counted_stream_exists=governor.counted_stream_exists
+            )
+    finally:
+        client.close()
+    units = read_units(module, stage_units(pipeline)) if params["units"] else {}
+    target_time_ms = int(time.time() * 1000)
+    module.exit_json(
+        changed=False,
+        endpoint=describe_endpoint(connection),
+        server=info.server,
+        streams=info.streams,
+        missing=info.missing,
+        governor=governor_state,
+        units=units,
+        target_time_ms=target_time_ms,
+        elapsed_ms=int((time.perf_counter() - started) * 1000),
+    )
+
+
+if __name__ == "__main__":
+    main()
