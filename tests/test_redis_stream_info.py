@@ -24,7 +24,14 @@ DECISIONS = "quantum:stream:ai.decision"
 INTENTS = "quantum:stream:trade.intent"
 RESULTS = "quantum:stream:trade.result"
 # Fields that move with the clock: everything else must be identical between two reads.
-CLOCK_FIELDS = {"time_ms", "idle_ms", "inactive_ms", "oldest_pending_age_ms", "oldest_pending_idle_ms"}
+CLOCK_FIELDS = {
+    "time_ms",
+    "idle_ms",
+    "inactive_ms",
+    "oldest_pending_age_ms",
+    "oldest_pending_idle_ms",
+    "oldest_undelivered_age_ms",
+}
 
 
 def info(server: RedisServer, streams: list[dict], *, check: bool = False, **options) -> dict:
@@ -133,6 +140,25 @@ def test_reports_stream_groups_and_consumers(redis_server, redis_client, router_
     assert (audit["entries_read"], audit["lag"]) == (None, 10)
 
 
+def test_the_oldest_undelivered_entry_and_how_long_it_waited(redis_server, redis_client):
+    """One XRANGE per group that has undelivered entries, none for a caught-up group."""
+    seconds, _ = redis_client.time()
+    old_ms = seconds * 1000 - 90_000
+    redis_client.xadd(DECISIONS, {"n": 0}, id=f"{old_ms}-0")
+    redis_client.xgroup_create(DECISIONS, "router", id="0")
+    redis_client.xreadgroup("router", "router-1", {DECISIONS: ">"}, count=1)
+    waiting = redis_client.xadd(DECISIONS, {"n": 1}, id=f"{old_ms + 5}-0")
+    redis_client.xadd(DECISIONS, {"n": 2})
+    redis_client.xgroup_create(DECISIONS, "audit", id="$")
+    redis_client.config_resetstat()
+    groups = info(redis_server, [{"stream": DECISIONS}])["streams"][DECISIONS]["groups"]
+    assert groups["router"]["oldest_undelivered_id"] == waiting
+    assert 90_000 - 5 <= groups["router"]["oldest_undelivered_age_ms"] < 120_000
+    audit = groups["audit"]
+    assert (audit["oldest_undelivered_id"], audit["oldest_undelivered_age_ms"]) == (None, None)
+    assert redis_client.info("commandstats")["cmdstat_xrange"]["calls"] == 1
+
+
 def test_named_groups_only_and_missing_group(redis_server, router_stage):
     result = info(redis_server, [{"stream": DECISIONS, "groups": ["router", "ghost"]}])
     groups = result["streams"][DECISIONS]["groups"]
@@ -145,6 +171,8 @@ def test_named_groups_only_and_missing_group(redis_server, router_stage):
         "last_delivered_id": None,
         "entries_read": None,
         "lag": None,
+        "oldest_undelivered_id": None,
+        "oldest_undelivered_age_ms": None,
         "consumers": {},
     }
     assert result["missing"] == [f"{DECISIONS}/ghost"]
@@ -439,7 +467,8 @@ def collect_with(client: redis.Redis, before_round: str, action) -> object:
 
 def test_group_deleted_between_rounds_is_reported_missing(stalled_execution):
     client = stalled_execution
-    info = collect_with(client, "_consumers", lambda: client.xgroup_destroy(INTENTS, "execution"))
+    round_name = "_consumers_and_undelivered"
+    info = collect_with(client, round_name, lambda: client.xgroup_destroy(INTENTS, "execution"))
     assert info.streams[INTENTS]["groups"]["execution"]["exists"] is False
     assert info.missing == [f"{INTENTS}/execution"]
 

@@ -95,6 +95,8 @@ def missing_group() -> dict[str, Any]:
         "last_delivered_id": None,
         "entries_read": None,
         "lag": None,
+        "oldest_undelivered_id": None,
+        "oldest_undelivered_age_ms": None,
         "consumers": {},
     }
 
@@ -120,8 +122,9 @@ def is_no_such_key(reply: Any) -> bool:
 
 
 class StreamInfo:
-    """Collects the facts in three pipelined rounds: streams and groups, then consumers, then
-    each consumer's bounded pending range. Later rounds only ask about what earlier ones found."""
+    """Collects the facts in three pipelined rounds: streams and groups, then consumers and each
+    group's first undelivered entry, then each consumer's bounded pending range. Later rounds
+    only ask about what earlier ones found."""
 
     def __init__(self, client: Any, requested: dict[str, list[str] | None], scan_limit: int) -> None:
         self.client = client
@@ -133,7 +136,7 @@ class StreamInfo:
 
     def collect(self) -> None:
         self._streams_and_groups()
-        self._consumers()
+        self._consumers_and_undelivered()
         self._pending_ranges()
         self._list_missing()
 
@@ -203,6 +206,8 @@ class StreamInfo:
             "last_delivered_id": group["last-delivered-id"],
             "entries_read": group.get("entries-read"),
             "lag": lag,
+            "oldest_undelivered_id": None,
+            "oldest_undelivered_age_ms": None,
             "consumers": {},
         }
 
@@ -214,15 +219,39 @@ class StreamInfo:
             if group["exists"]
         ]
 
-    def _consumers(self) -> None:
+    def _consumers_and_undelivered(self) -> None:
         targets = self._existing_groups()
         calls: list[Call] = [lambda p, s=s, g=g: p.xinfo_consumers(s, g) for s, g in targets]
-        for (stream, name), reply in zip(targets, run_pipelined(self.client, calls), strict=True):
+        # The first entry after the group's last delivered one: how long the oldest undelivered
+        # entry has waited. A consumer reading with `>` is served at once, so an entry waiting
+        # longer than a stall threshold proves no consumer of the group read for that long.
+        # Only groups that may have one (lag not 0); one bounded XRANGE each.
+        waiting = [
+            (stream, name)
+            for stream, name in targets
+            if self.streams[stream]["groups"][name]["lag"] != 0
+            and self.streams[stream]["last_entry_id"] is not None
+        ]
+        after = {
+            target: "(" + str(self.streams[target[0]]["groups"][target[1]]["last_delivered_id"])
+            for target in waiting
+        }
+        calls += [lambda p, s=s, g=g: p.xrange(s, after[(s, g)], "+", count=1) for s, g in waiting]
+        replies = run_pipelined(self.client, calls)
+        for (stream, name), reply in zip(targets, replies[: len(targets)], strict=True):
             if self._vanished(stream, name, reply):
                 continue
             self.streams[stream]["groups"][name]["consumers"] = {
                 consumer["name"]: self._consumer(consumer) for consumer in reply
             }
+        for (stream, name), reply in zip(waiting, replies[len(targets) :], strict=True):
+            group = self.streams[stream]["groups"][name]
+            if not group["exists"] or isinstance(reply, Exception) or not reply:
+                continue  # deleted meanwhile, or nothing after the last delivered entry
+            entry_id = as_str(reply[0][0])
+            group["oldest_undelivered_id"] = entry_id
+            # An ID set explicitly in the future would give a negative age: it has not waited.
+            group["oldest_undelivered_age_ms"] = max(0, self.server["time_ms"] - id_ms(entry_id))
 
     @staticmethod
     def _consumer(consumer: dict[str, Any]) -> dict[str, Any]:

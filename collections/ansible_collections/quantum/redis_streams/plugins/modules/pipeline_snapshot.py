@@ -14,7 +14,8 @@ description:
   - B(Redis), as M(quantum.redis_streams.redis_stream_info) reads it - each stage's input stream
     with the stage's group, every output stream; per group its lag and pending count; per consumer
     its pending count, idle and (Redis 7.2 and later) inactive time, and the id, age, idle time and
-    delivery count of its oldest pending entry. One C(XINFO CONSUMERS) per group and one
+    delivery count of its oldest pending entry; per group the age of its oldest undelivered
+    entry. One C(XINFO CONSUMERS) and at most one C(XRANGE ... COUNT 1) per group, one
     C(XPENDING ... COUNT 1) per consumer with pending entries - never one call per pending entry,
     so the cost does not grow with the pending lists.
   - B(The governor) (C(pipeline.governor)), as M(quantum.redis_streams.redis_governor) reads it;

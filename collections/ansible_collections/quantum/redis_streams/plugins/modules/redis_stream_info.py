@@ -206,6 +206,18 @@ streams:
             - V(0) when the group was delivered the stream's last entry, whatever the server says (a
               Redis 7.0 replica promoted by a failover reports a stale lag of up to every entry ever added).
           type: int
+        oldest_undelivered_id:
+          description:
+            - ID of the first entry after the group's last delivered one (the oldest entry no consumer
+              of the group has read); null when there is none. One C(XRANGE ... COUNT 1) per group
+              whose lag is not V(0) (Redis 6.2 and later, and C(+xrange) in an ACL; null otherwise).
+          type: str
+        oldest_undelivered_age_ms:
+          description:
+            - Server time minus the time in that ID - how long it has waited undelivered. A consumer
+              reading with C(>) is served at once, so an age past a stall threshold proves no
+              consumer of the group read for that long. Null when there is none.
+          type: int
         consumers:
           description: Per consumer of the group, its state.
           type: dict
@@ -252,6 +264,8 @@ streams:
           last_delivered_id: "1790000011776-0"
           entries_read: 10021
           lag: 0
+          oldest_undelivered_id: null
+          oldest_undelivered_age_ms: null
           consumers:
             router-1:
               pending: 3
