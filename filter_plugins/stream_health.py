@@ -251,9 +251,7 @@ def _stream_delta(before: Mapping, after: Mapping, window_ms: int | None) -> dic
         "added": added,
         "grew": added > 0,
         "groups": {
-            name: _group_delta(
-                _mapping(groups_before.get(name)), _mapping(groups_after.get(name)), window_ms
-            )
+            name: _group_delta(_mapping(groups_before.get(name)), _mapping(groups_after.get(name)), window_ms)
             for name in _union(groups_before, groups_after)
         },
     }
@@ -313,6 +311,18 @@ def _service_problem(unit: str, state: Mapping | None) -> str | None:
     return None
 
 
+def _process_stopped(unit: str, state: Mapping | None) -> str | None:
+    """Why an active unit does nothing although systemd says it runs: its main process is
+    stopped (SIGSTOP, the seed's hang), or None."""
+    if state is None or not state.get("process_stopped"):
+        return None
+    return (
+        f"unit {unit} is {state.get('active_state')} ({state.get('sub_state')}) but its main process "
+        f"{state.get('main_pid')} is stopped ({state.get('process_state')}): it does nothing until "
+        "SIGCONT or a restart"
+    )
+
+
 def _governor_limited(governor: Mapping | None) -> bool:
     if not governor:
         return False
@@ -333,9 +343,7 @@ def _governor_text(governor: Mapping, spec: Mapping) -> str:
         known = _int_or_none(count) is not None and _int_or_none(limit) is not None
         over = known and _int_or_none(count) > _int_or_none(limit)
     relation = "over" if over else "at"
-    return (
-        f"governor counter {count_field}={count} is {relation} its limit {limit_field}={limit}{key}"
-    )
+    return f"governor counter {count_field}={count} is {relation} its limit {limit_field}={limit}{key}"
 
 
 def _window_text(window_ms: int | None) -> str:
@@ -374,12 +382,15 @@ def _base_verdict(stage: Mapping, window_ms: int | None, service: Mapping | None
         "empty_consumers": [],
         "silent_consumers": [],
         "governor": None,
+        # How the verdict was reached: "window" (two snapshots a window apart) or "snapshot" (one
+        # snapshot, the server's and the kernel's clocks); `decided` is false when one snapshot
+        # could not tell and the window must judge.
+        "evidence": "window",
+        "decided": True,
     }
 
 
-def _producer_verdict(
-    stage: Mapping, record: dict, governor: Mapping | None, spec: Mapping
-) -> None:
+def _producer_verdict(stage: Mapping, record: dict, governor: Mapping | None, spec: Mapping) -> None:
     problem = _service_problem(record["unit"], record["service"])
     limited = bool(stage.get("governed")) and _governor_limited(governor)
     if stage.get("governed") and governor is not None:
@@ -405,9 +416,7 @@ def _producer_verdict(
             if stage.get("governed") and governor
             else "nothing holds it back"
         )
-        record["reason"] = (
-            f"quiet: {output} did not grow in {_window_text(record['window_ms'])}; {why}"
-        )
+        record["reason"] = f"quiet: {output} did not grow in {_window_text(record['window_ms'])}; {why}"
 
 
 def _dead_consumers(
@@ -437,9 +446,7 @@ def _dead_consumers(
     deltas = _mapping(group_delta.get("consumers"))
     lags = (_int_or_none(group_delta.get("lag_before")), _int_or_none(group_delta.get("lag_after")))
     backlog_stood = (
-        None not in lags
-        and min(lags) > 0
-        and _int_or_none(group_delta.get("entries_read_delta")) == 0
+        None not in lags and min(lags) > 0 and _int_or_none(group_delta.get("entries_read_delta")) == 0
     )
     for name, info in _mapping(group_after.get("consumers")).items():
         if name == live:
@@ -548,15 +555,11 @@ def _consumer_verdict(
         trend = "growing" if lag > record["lag_before"] else "shrinking"
         backlog_text += f" (was {record['lag_before']}, {trend})"
     pel_aged = live_pending > 0 and age is not None and age > stall_idle_ms
-    pel_unchanged = live_delta.get("oldest_pending_id_before") == live_delta.get(
-        "oldest_pending_id_after"
-    )
+    pel_unchanged = live_delta.get("oldest_pending_id_before") == live_delta.get("oldest_pending_id_after")
     waits = (lag or 0) > 0 or (lag is None and (live_pending > 0 or bool(undelivered))) or pel_aged
     read_delta = record["entries_read_delta"]
     reading = (
-        read_delta > 0
-        if read_delta is not None
-        else bool(group_delta.get("last_delivered_id_advanced"))
+        read_delta > 0 if read_delta is not None else bool(group_delta.get("last_delivered_id_advanced"))
     )
     read_text = (
         f"read {_entries(read_delta)} in {window}"
@@ -666,17 +669,13 @@ def stage_verdicts(
             f"stall_idle_ms must be a number of milliseconds >= 0, got {stall_idle_ms!r}."
         )
     if tolerance is None or tolerance < 0:
-        raise AnsibleFilterError(
-            f"lag_tolerance must be a number of entries >= 0, got {lag_tolerance!r}."
-        )
+        raise AnsibleFilterError(f"lag_tolerance must be a number of entries >= 0, got {lag_tolerance!r}.")
     deltas = stream_deltas(before, after)
     streams_after = _streams_of(after)
     governor_spec = _mapping(_mapping(pipeline).get("governor"))
     verdicts: dict[str, dict] = {}
     for stage in _stages(pipeline):
-        record = _base_verdict(
-            stage, deltas["window_ms"], _service_state(stage.get("unit"), services)
-        )
+        record = _base_verdict(stage, deltas["window_ms"], _service_state(stage.get("unit"), services))
         output_delta = _mapping(deltas["streams"].get(record["output_stream"]))
         record["output_grew"] = bool(output_delta.get("grew"))
         record["output_added"] = output_delta.get("added", 0)
@@ -693,6 +692,202 @@ def stage_verdicts(
         record["needs_restart"] = record["verdict"] in RESTART_VERDICTS
         verdicts[str(record["stage"])] = record
     return verdicts
+
+
+# ---------------------------------------------------------------------------------------
+# snapshot_verdicts: what one snapshot proves
+
+
+def _snapshot_dead(group: Mapping, live: str | None, stall_idle_ms: int) -> tuple[list, list]:
+    """The one-snapshot definition of a dead consumer (the window's is in _dead_consumers):
+    another consumer than the live one that holds entries, whose oldest pending entry was
+    delivered at least stall_idle_ms ago (XPENDING's per-entry clock: a re-read or a claim
+    resets it) and that has not read for as long (`inactive` where the server has it, else
+    `idle`). Returns `(dead, empty)`."""
+    dead, empty = [], []
+    for name, info in _mapping(group.get("consumers")).items():
+        if name == live:
+            continue
+        info = _mapping(info)
+        pending = _int_or_none(info.get("pending")) or 0
+        if pending == 0:
+            empty.append(name)
+            continue
+        delivered_ms = _int_or_none(info.get("oldest_pending_idle_ms"))
+        inactive = _int_or_none(info.get("inactive_ms"))
+        since_read = inactive if inactive is not None else _int_or_none(info.get("idle_ms"))
+        if delivered_ms is None or since_read is None or min(delivered_ms, since_read) < stall_idle_ms:
+            continue
+        dead.append(
+            {
+                "name": name,
+                "pending": pending,
+                "idle_ms": _int_or_none(info.get("idle_ms")),
+                "oldest_pending_age_ms": _int_or_none(info.get("oldest_pending_age_ms")),
+                "oldest_pending_idle_ms": delivered_ms,
+                "oldest_pending_id": info.get("oldest_pending_id"),
+                "oldest_pending_deliveries": _int_or_none(info.get("oldest_pending_deliveries")),
+                "max_delivery_count": _int_or_none(info.get("max_delivery_count")),
+            }
+        )
+    return dead, empty
+
+
+def _snapshot_consumer_verdict(record: dict, stream: Mapping, stall: int) -> None:
+    unit, source, group_name, live = (
+        record["unit"],
+        record["input_stream"],
+        record["group"],
+        record["consumer"],
+    )
+    group = _mapping(_mapping(stream.get("groups")).get(group_name))
+    problem = _service_problem(unit, record["service"])
+    if problem is None and not _exists(stream):
+        problem = f"input stream {source} does not exist"
+    elif problem is None and not _exists(group):
+        problem = f"group {group_name} does not exist on {source}"
+    if problem:
+        record.update(verdict=STOPPED, reason=problem)
+        return
+    lag = _int_or_none(group.get("lag"))
+    live_info = _mapping(group.get("consumers")).get(live)
+    info = _mapping(live_info)
+    live_pending = _int_or_none(info.get("pending")) or 0
+    idle, inactive = _int_or_none(info.get("idle_ms")), _int_or_none(info.get("inactive_ms"))
+    since_read = inactive if inactive is not None else idle
+    waited = _int_or_none(group.get("oldest_undelivered_age_ms"))
+    delivered_ms = _int_or_none(info.get("oldest_pending_idle_ms"))
+    record.update(
+        lag=lag,
+        pending=_int_or_none(group.get("pending")),
+        consumer_present=live_info is not None,
+        consumer_pending=live_pending if live_info is not None else None,
+        consumer_idle_ms=idle,
+        consumer_inactive_ms=inactive,
+        oldest_pending_id=info.get("oldest_pending_id"),
+        oldest_pending_age_ms=_int_or_none(info.get("oldest_pending_age_ms")),
+    )
+    dead, empty = _snapshot_dead(group, live, stall)
+    record.update(dead_consumers=dead, empty_consumers=empty)
+
+    # What the server's clocks say has waited past the threshold: an undelivered entry (no
+    # consumer of the group read with `>` for that long), or the live consumer's oldest
+    # pending entry (delivered that long ago and neither acknowledged nor re-read).
+    # A lag without its oldest undelivered entry (an ACL without XRANGE, a server before 6.2):
+    # how long it waited is unknown, and only the window can tell.
+    undelivered_known = not (lag is not None and lag > 0 and waited is None)
+    waits_long = waited is not None and waited > stall
+    pel_long = live_pending > 0 and delivered_ms is not None and delivered_ms > stall
+    backlog = f"lag {lag}" if lag is not None else "lag unknown"
+    if waited is not None:
+        backlog += f", oldest undelivered entry waited {human_ms(waited)}"
+    threshold = human_ms(stall)
+    stopped = _process_stopped(unit, record["service"])
+    if stopped:
+        verdict, reason = STALLED, stopped
+    elif live_info is None:
+        if (lag or 0) > 0:
+            verdict, reason = (
+                STOPPED,
+                f"live consumer {live} is absent from group {group_name} while entries wait ({backlog})",
+            )
+        else:
+            verdict, reason = (
+                OK,
+                f"quiet: nothing waits in group {group_name} ({backlog}); {live} not registered yet",
+            )
+    elif (waits_long or pel_long) and since_read is not None and since_read > stall:
+        held = (
+            f", {_entries(live_pending)} pending on {live} delivered {human_ms(delivered_ms)} ago"
+            if pel_long
+            else ""
+        )
+        verdict = STALLED
+        reason = (
+            f"work has waited past {threshold} ({backlog}{held}) and {live} has not read for "
+            f"{human_ms(since_read)}"
+        )
+    elif not waits_long and not pel_long and undelivered_known:
+        verdict = OK
+        reason = f"nothing has waited past {threshold}: {backlog}, {_entries(live_pending)} pending on {live}"
+    else:
+        verdict, reason = LAGGING, f"behind: {backlog}; {live} read {human_ms(since_read)} ago"
+        record["decided"] = False
+    if dead:
+        if verdict in (OK, LAGGING):
+            verdict, reason = STALLED, f"{_dead_text(dead, live)}; live consumer: {reason}"
+            record["decided"] = True
+        else:
+            reason = f"{reason}; {_dead_text(dead, live)}"
+    record.update(verdict=verdict, reason=reason)
+
+
+def _snapshot_producer_verdict(stage: Mapping, record: dict, governor: Mapping | None, spec: Mapping) -> None:
+    problem = _service_problem(record["unit"], record["service"])
+    stopped = _process_stopped(record["unit"], record["service"])
+    limited = bool(stage.get("governed")) and _governor_limited(governor)
+    if stage.get("governed") and governor is not None:
+        record["governor"] = dict(governor)
+    if problem:
+        extra = f"; {_governor_text(governor, spec)}" if limited and governor else ""
+        record.update(verdict=STOPPED, reason=f"{problem}{extra}")
+    elif stopped:
+        record.update(verdict=STALLED, reason=stopped)
+    elif limited and governor:
+        record.update(verdict=BLOCKED, reason=f"{_governor_text(governor, spec)}: it produces nothing today")
+    else:
+        why = (
+            "the governor is below its limit"
+            if stage.get("governed") and governor
+            else "nothing holds it back"
+        )
+        record["reason"] = f"running; {why}"
+
+
+def snapshot_verdicts(
+    snapshot: Mapping, pipeline: Mapping, stall_idle_ms: int = DEFAULT_STALL_IDLE_MS
+) -> dict:
+    """A verdict per stage from ONE pipeline_snapshot result (streams, units, governor), where
+    the server's and the kernel's clocks prove it; the same record as stage_verdicts, with
+    `evidence: snapshot` and `decided` false where only a window can tell.
+
+    Proven by one snapshot: STOPPED (a unit not active, without a main process, a missing
+    stream or group, the live consumer absent while entries wait); STALLED (a main process
+    stopped behind an active unit; work that has waited past stall_idle_ms - an undelivered
+    entry or the live consumer's oldest pending one - while the live consumer has not read for
+    as long; a dead consumer holding entries); BLOCKED (a governed producer whose governor is at
+    or over its limit); OK (nothing has waited past stall_idle_ms, quiet or flowing). Not proven:
+    a consumer that read recently while old work waits (draining or stuck reading new entries
+    only): LAGGING with `decided: false`.
+    """
+    stall = _int_or_none(stall_idle_ms)
+    if stall is None or stall < 0:
+        raise AnsibleFilterError(
+            f"stall_idle_ms must be a number of milliseconds >= 0, got {stall_idle_ms!r}."
+        )
+    snapshot = _mapping(snapshot)
+    streams = _streams_of(snapshot)
+    units = _mapping(snapshot.get("units"))
+    governor = snapshot.get("governor")
+    governor_spec = _mapping(_mapping(pipeline).get("governor"))
+    verdicts: dict[str, dict] = {}
+    for stage in _stages(pipeline):
+        record = _base_verdict(stage, None, _service_state(stage.get("unit"), units))
+        record["evidence"] = "snapshot"
+        if _is_consumer(stage):
+            _snapshot_consumer_verdict(record, _mapping(streams.get(record["input_stream"])), stall)
+        else:
+            _snapshot_producer_verdict(
+                stage, record, governor if isinstance(governor, Mapping) else None, governor_spec
+            )
+        record["needs_restart"] = record["verdict"] in RESTART_VERDICTS
+        verdicts[str(record["stage"])] = record
+    return verdicts
+
+
+def snapshot_decides(verdicts: Mapping) -> bool:
+    """Whether one snapshot decided every stage (no window is needed)."""
+    return all(bool(_mapping(v).get("decided", True)) for v in _mapping(verdicts).values())
 
 
 # ---------------------------------------------------------------------------------------
@@ -756,11 +951,7 @@ def restart_order(pipeline: Mapping, stages: Any) -> list[str]:
         )
     selected = set(wanted)
     first_consumer = next(
-        (
-            i
-            for i, stage in enumerate(ordered)
-            if stage.get("name") in selected and _is_consumer(stage)
-        ),
+        (i for i, stage in enumerate(ordered) if stage.get("name") in selected and _is_consumer(stage)),
         None,
     )
     units: list[str] = []
@@ -795,8 +986,7 @@ def pipeline_streams(pipeline: Mapping) -> list[dict]:
         if output:
             streams.setdefault(output, [])
     return [
-        {"stream": name, "groups": groups} if groups else {"stream": name}
-        for name, groups in streams.items()
+        {"stream": name, "groups": groups} if groups else {"stream": name} for name, groups in streams.items()
     ]
 
 
@@ -838,17 +1028,13 @@ def _stage_problems(stage: Any, index: int, previous: Mapping | None, seen: set[
         if source == stage.get("output_stream"):
             problems.append(f"{where} writes to its own input_stream {source}.")
         if stage.get("governed"):
-            problems.append(
-                f"{where} is governed but has an input_stream: only a producer can be governed."
-            )
+            problems.append(f"{where} is governed but has an input_stream: only a producer can be governed.")
     elif previous is not None:
         problems.append(f"{where} has no input_stream: only the first stage may be a producer.")
     dead_letter = stage.get("dead_letter")
     if dead_letter is not None:
         if not source:
-            problems.append(
-                f"{where} has a dead_letter policy but no input_stream to take entries from."
-            )
+            problems.append(f"{where} has a dead_letter policy but no input_stream to take entries from.")
         if not isinstance(dead_letter, Mapping):
             problems.append(f"{where}: dead_letter must be a mapping.")
         else:
@@ -858,9 +1044,7 @@ def _stage_problems(stage: Any, index: int, previous: Mapping | None, seen: set[
             elif target == source:
                 problems.append(f"{where}: dead_letter stream {target} is the input_stream itself.")
             elif target == stage.get("output_stream"):
-                problems.append(
-                    f"{where}: dead_letter stream {target} is the stage's output_stream."
-                )
+                problems.append(f"{where}: dead_letter stream {target} is the stage's output_stream.")
             if dead_letter.get("max_age_ms") is None and dead_letter.get("max_deliveries") is None:
                 problems.append(f"{where}: dead_letter needs max_age_ms or max_deliveries.")
             for field in ("max_age_ms", "max_deliveries"):
@@ -910,6 +1094,8 @@ class FilterModule:
         return {
             "stream_deltas": stream_deltas,
             "stage_verdicts": stage_verdicts,
+            "snapshot_verdicts": snapshot_verdicts,
+            "snapshot_decides": snapshot_decides,
             "stop_point": stop_point,
             "pipeline_layers": pipeline_layers,
             "restart_order": restart_order,

@@ -224,3 +224,80 @@ def test_an_empty_consumer_that_made_no_read_while_entries_waited_is_retired(red
     assert plan[0]["consumers"] == ["router-2", "router-3", "router-tmp"]
     assert plan[0]["dead"][2]["why"].startswith("holds nothing and made no read while entries waited")
     assert plan[0]["left_alone"] == []
+
+
+# --- one snapshot: what the clocks prove without a window (snapshot_verdicts) ----------------
+
+
+def one_snapshot(client: redis.Redis, **extra) -> dict:
+    return sh.snapshot_verdicts({**snapshot(client), **extra}, PIPELINE, stall_idle_ms=STALL_IDLE_MS)
+
+
+def test_one_snapshot_proves_a_polled_quiet_pipeline_healthy(redis_server, redis_client, pollers):
+    build_pipeline(redis_client)
+    start(pollers, redis_server, "router", "router-1", standard=True)
+    start(pollers, redis_server, "execution", "execution-1", standard=True)
+    start_workers(pollers, redis_server)
+    time.sleep(STALL_IDLE_MS / 1000 + 0.2)  # every idle clock past the threshold: quiet, not stalled
+    verdicts = one_snapshot(redis_client)
+    assert {name: (v["verdict"], v["decided"]) for name, v in verdicts.items()} == {
+        "ai_engine": ("OK", True),
+        "router": ("OK", True),
+        "execution": ("OK", True),
+    }
+    assert sh.snapshot_decides(verdicts)
+    assert verdicts["router"]["dead_consumers"] == []
+
+
+def test_one_snapshot_proves_the_incident(redis_server, redis_client, pollers):
+    """The incident's shape as above, plus entries waiting undelivered: router STALLED with
+    router-0 dead, decided without a window; the pollers are never dead."""
+    build_pipeline(redis_client)
+    for n in range(6):
+        redis_client.xadd(DECISIONS, {"decision": f"stuck {n}"})
+    redis_client.xreadgroup("router", "router-1", {DECISIONS: ">"}, count=3)
+    redis_client.xreadgroup("router", "router-0", {DECISIONS: ">"}, count=3)
+    start(pollers, redis_server, "execution", "execution-1", standard=True)
+    start_workers(pollers, redis_server)
+    time.sleep(STALL_IDLE_MS / 1000 + 0.2)
+    verdicts = one_snapshot(redis_client)
+    router = verdicts["router"]
+    assert (router["verdict"], router["decided"], router["evidence"]) == ("STALLED", True, "snapshot"), router
+    assert "router-1 has not read for" in router["reason"]
+    assert [d["name"] for d in router["dead_consumers"]] == ["router-0"]
+    assert rm.consumer_recovery_plan(PIPELINE, snapshot(redis_client), verdicts, MIN_IDLE_MS)[0][
+        "consumers"
+    ] == ["router-0"]
+    assert verdicts["execution"]["verdict"] == "OK"
+
+
+def test_one_snapshot_leaves_a_recent_reader_behind_an_old_backlog_to_the_window(redis_server, redis_client):
+    """router-1 read a moment ago, but entries have waited undelivered past the threshold:
+    draining or stuck, only a window can tell."""
+    build_pipeline(redis_client)
+    for n in range(5):
+        redis_client.xadd(DECISIONS, {"decision": f"backlog {n}"})
+    time.sleep(STALL_IDLE_MS / 1000 + 0.2)
+    redis_client.xreadgroup("router", "router-1", {DECISIONS: ">"}, count=1)
+    verdicts = one_snapshot(redis_client)
+    router = verdicts["router"]
+    assert (router["verdict"], router["decided"]) == ("LAGGING", False), router
+    assert not sh.snapshot_decides(verdicts)
+
+
+def test_one_snapshot_sees_a_stopped_process_and_a_governor_over_its_limit(redis_client):
+    """The units and the governor as pipeline_snapshot returns them (no systemd on this
+    machine: the lab's Molecule scenarios read real ones)."""
+    build_pipeline(redis_client)
+    router_unit = next(s["unit"] for s in PIPELINE["stages"] if s["name"] == "router")
+    running = {"load_state": "loaded", "active_state": "active", "sub_state": "running", "main_pid": 7}
+    stopped = {**running, "main_pid": 412, "process_state": "T", "process_stopped": True}
+    units = {stage["unit"]: running for stage in PIPELINE["stages"]}
+    units[router_unit] = stopped
+    governor = {"exists": True, "count": 10000, "limit": 200, "over_limit": True, "blocked": True}
+    verdicts = one_snapshot(redis_client, units=units, governor=governor)
+    assert (verdicts["router"]["verdict"], verdicts["router"]["needs_restart"]) == ("STALLED", True)
+    assert "main process 412 is stopped (T)" in verdicts["router"]["reason"]
+    assert verdicts["ai_engine"]["verdict"] == "BLOCKED"
+    assert verdicts["execution"]["verdict"] == "OK"
+    assert sh.snapshot_decides(verdicts)
