@@ -1154,7 +1154,9 @@ def test_filter_module_exports_every_function():
     assert set(sh.FilterModule().filters()) == {
         "stream_deltas",
         "stage_verdicts",
-        "stop_point",
+        "stage_verdicts",
+        "snapshot_verdicts",
+        "snapshot_decides",
         "pipeline_layers",
         "restart_order",
         "human_ms",
