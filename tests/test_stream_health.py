@@ -1154,9 +1154,9 @@ def test_filter_module_exports_every_function():
     assert set(sh.FilterModule().filters()) == {
         "stream_deltas",
         "stage_verdicts",
-        "stage_verdicts",
         "snapshot_verdicts",
         "snapshot_decides",
+        "stop_point",
         "pipeline_layers",
         "restart_order",
         "human_ms",
