@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test deps venv lint unit molecule bench soak lab-up lab-down lab-status
+.PHONY: demo test deps venv lint unit molecule bench soak mttr lab-up lab-down lab-status
 
 demo: deps venv
 	scripts/demo.sh
@@ -37,6 +37,14 @@ bench: deps venv
 # SOAK_ARGS="--cycles 3 --rate 500" for a quick trial. See docs/benchmarks.md, "Soak".
 soak: deps venv
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
+
+# Not part of `make test`: time to recover, recover.yml against the seed runbook
+# (../shared/bench/seed-runbook.sh) on the lab incident, 3 pairs at W=10 s and at W=60 s, then
+# recover.yml's healthy no-op; its own container qt-mttr, Redis on 6393 (QT_LAB_CONTAINER,
+# QT_LAB_REDIS_PORT). MTTR_ARGS="--pairs 1 --windows 10 --skip-noop" for a quick trial. See
+# docs/benchmarks.md, "Time to recover".
+mttr: deps venv
+	$(BIN)/python bench/mttr.py $(MTTR_ARGS)
 
 lab-up: deps venv
 	lab/lab.sh up
