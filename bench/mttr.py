@@ -31,7 +31,8 @@ What it does:
                entry the first stage produced after the run started: the pipeline flows end to
                end again. This is the time to recover.
      Wall time is the process's; overhead = recover.yml's wall time minus the windows it waited
-     (evidence before W + verification W; the after phase reuses the verification window).
+     (its "Pausing for N seconds" lines: the evidence window only when one snapshot cannot
+     decide, the verification window; the after phase reuses the verification window).
   4. the healthy no-op (unless --skip-noop): reset, then recover.yml at default settings (the
      windows 60 s each) on the flowing lab: wall time, task count, changed count.
 
@@ -245,8 +246,10 @@ class Bench:
         text = logfile.read_text(errors="replace")
         recap = parse_recap(text)
         recovery = summary.get("recovery") or []
-        # evidence_reuse_verify_window (default true): the after phase waits no window of its own.
-        windows = 2 * (window if window is not None else 60)
+        # The windows the run actually waited, from ansible.builtin.pause's own lines: the evidence
+        # window is waited only when one snapshot cannot decide, the after phase reuses the
+        # verification window, and a healthy run may wait none.
+        windows = sum(int(seconds) for seconds in re.findall(r"^Pausing for (\d+) seconds", text, re.M))
         return {
             "tool": "recover.yml",
             "window": window,

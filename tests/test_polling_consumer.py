@@ -301,3 +301,22 @@ def test_one_snapshot_sees_a_stopped_process_and_a_governor_over_its_limit(redis
     assert verdicts["ai_engine"]["verdict"] == "BLOCKED"
     assert verdicts["execution"]["verdict"] == "OK"
     assert sh.snapshot_decides(verdicts)
+
+
+def test_a_holder_too_fresh_to_call_dead_sends_an_acting_stage_to_the_window(redis_server, redis_client):
+    """The lab incident's shape: router-1 stopped long ago, router-0 orphaned a moment before
+    the run. One snapshot proves router STALLED but cannot tell router-0 dead yet, and the run
+    must reclaim every dead holder: the window decides (stage_verdicts), router-0 is not
+    reclaimed on one snapshot's word."""
+    build_pipeline(redis_client)
+    for n in range(6):
+        redis_client.xadd(DECISIONS, {"decision": f"stuck {n}"})
+    redis_client.xreadgroup("router", "router-1", {DECISIONS: ">"}, count=3)
+    time.sleep(STALL_IDLE_MS / 1000 + 0.2)
+    redis_client.xreadgroup("router", "router-0", {DECISIONS: ">"}, count=3)
+    verdicts = one_snapshot(redis_client)
+    router = verdicts["router"]
+    assert (router["verdict"], router["decided"]) == ("STALLED", False), router
+    assert router["dead_consumers"] == []
+    assert "router-0 also hold entries, too recently delivered to call them dead" in router["reason"]
+    assert not sh.snapshot_decides(verdicts)
