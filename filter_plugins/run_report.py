@@ -19,6 +19,16 @@ STEPS = (
     ("stream verification", "stream_verify_ok"),
     ("evidence after", "evidence_after_verdicts"),
 )
+# What recover.yml skips when the diagnosis before found every stage OK: there is nothing to
+# change, so nothing to back up, act on or verify.
+NOT_NEEDED_WHEN_HEALTHY = (
+    "unit backup",
+    "consumer recovery",
+    "governor",
+    "service restart",
+    "stream verification",
+    "evidence after",
+)
 
 
 def _mapping(value: Any) -> Mapping:
@@ -188,6 +198,10 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
     stream_verify_findings, failed_task (name, msg), diagnosis_only, now (epoch seconds).
     Any of them may be missing or None.
 
+    When the diagnosis found every stage OK (evidence_stop_point's verdict OK), the steps after
+    it that did not run are `steps_not_needed`, not `steps_not_done`, and a run that changed
+    nothing is `HEALTHY (nothing to do)` without a verification.
+
     Per consumer stage (`recovery`): what the reclaim moved, dead-lettered and retired (also
     when it failed half-way: its result's totals, and its own sentence as `message`), and
     `replayed`: for a restarted stage, the entries in its live consumer's PEL at the restart
@@ -231,6 +245,10 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
     not_done = [name for name, fact in STEPS if not _given(facts.get(fact))]
     if diagnosis_only:
         not_done = [n for n in not_done if n in ("preflight", "evidence before")]
+    # The diagnosis found every stage OK: the steps after it were not needed, not left undone.
+    nothing_to_do = _mapping(facts.get("evidence_stop_point")).get("verdict") == "OK"
+    not_needed = [n for n in not_done if nothing_to_do and n in NOT_NEEDED_WHEN_HEALTHY]
+    not_done = [n for n in not_done if n not in not_needed]
 
     if failed_task:
         outcome = "FAILED"
@@ -240,7 +258,9 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
         outcome = "PLAN (check mode)"
     elif not changes_allowed:
         outcome = f"PLAN ONLY ({mode})"
-    elif verify_ok is True and not _changed_anything(per_stage, governor, restarted_units):
+    elif (verify_ok is True or (verify_ok is None and nothing_to_do)) and not _changed_anything(
+        per_stage, governor, restarted_units
+    ):
         # Nothing was stuck (or it unstuck itself): "HEALED" would tell an incident channel
         # that something had been broken and was fixed.
         outcome = "HEALTHY (nothing to do)"
@@ -303,6 +323,7 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
         "plan": plan,
         "steps_done": done,
         "steps_not_done": not_done,
+        "steps_not_needed": not_needed,
         "evidence_dir": evidence_dir,
         "rollback_command": (
             f"ansible-playbook playbooks/rollback.yml -e rollback_run_id={run_id}"

@@ -186,6 +186,33 @@ def test_a_healthy_pipeline_is_healthy_not_healed() -> None:
     assert run_summary(facts)["outcome"] == "HEALED"
 
 
+def test_a_healthy_diagnosis_skips_the_rest_as_not_needed() -> None:
+    """recover.yml runs nothing after the diagnosis when every stage was OK: those steps are
+    not needed (not "not done"), and the run is healthy without a verification."""
+    facts = _healed_facts()
+    for fact in ("unit_backup_files", "consumer_recovery_results", "governor_result", "service_restart_units",
+                 "service_restart_results", "stream_verify_ok", "stream_verify_verdicts",
+                 "evidence_after_verdicts", "evidence_after", "evidence_after_stop_point"):
+        facts.pop(fact, None)
+    facts.update(
+        evidence_verdicts={"ai_engine": {"verdict": "OK"}, "router": {"verdict": "OK"}},
+        evidence_stop_point={"stage": None, "verdict": "OK", "reason": "every stage is OK"},
+    )  # fmt: skip
+    summary = run_summary(facts)
+    assert summary["outcome"] == "HEALTHY (nothing to do)"
+    assert summary["steps_not_done"] == []
+    assert summary["steps_not_needed"] == [
+        "unit backup", "consumer recovery", "governor", "service restart",
+        "stream verification", "evidence after",
+    ]  # fmt: skip
+    assert summary["verification"]["ok"] is None and summary["rollback_command"] is None
+    # A stalled diagnosis whose later steps did not run is incomplete, not healthy.
+    facts["evidence_stop_point"] = {"stage": "router", "verdict": "STALLED", "reason": "stuck"}
+    summary = run_summary(facts)
+    assert summary["outcome"] == "INCOMPLETE"
+    assert "stream verification" in summary["steps_not_done"] and summary["steps_not_needed"] == []
+
+
 def test_nothing_at_all() -> None:
     summary = run_summary({})
     assert summary["outcome"] == "PLAN ONLY (UNKNOWN)"
