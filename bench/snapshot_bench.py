@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Benchmark of diagnosis (redis_stream_info) against the size of the pending lists. Not a
-test: it prints figures (copied into docs/benchmarks.md).
+"""Benchmark of diagnosis (redis_stream_info, and pipeline_snapshot, which reads the same and the
+group's oldest undelivered entry) against the size of the pending lists. Not a test: it prints
+figures (copied into docs/benchmarks.md).
 
 It starts its own redis-server on a free loopback port and, for each shape of --shapes
 (CONSUMERS x PENDING each), builds one group whose consumers each hold PENDING entries, then
@@ -12,6 +13,7 @@ peak RSS, and the Redis time of its calls (SLOWLOG), all measured in the same ru
 
     .venv/bin/python bench/snapshot_bench.py
     .venv/bin/python bench/snapshot_bench.py --shapes 1000x100,1000x1000 --scan-limits 1000,1 --repeats 5
+    .venv/bin/python bench/snapshot_bench.py --modules pipeline_snapshot --scan-limits 1
 """
 
 from __future__ import annotations
@@ -37,16 +39,17 @@ import contextlib, io, json, sys, time, tracemalloc
 sys.path.insert(0, sys.argv[1])
 from reclaim_support import run_module_main
 from project_files import collection_module
-collection_module("redis_stream_info")  # imports (ansible, redis-py) are start-up, not diagnosis
+module = sys.argv[3]
+collection_module(module)  # imports (ansible, redis-py) are start-up, not diagnosis
 args = json.loads(sys.argv[2])
 tracemalloc.start()
 started = time.perf_counter()
-result = run_module_main("redis_stream_info", args)
+result = run_module_main(module, args)
 elapsed = time.perf_counter() - started
 _, peak = tracemalloc.get_traced_memory()
 assert not result.get("failed"), result.get("msg")
-asked = args["streams"][0]
-consumers = result["streams"][asked["stream"]]["groups"][asked["groups"][0]]["consumers"]
+stream, group = sys.argv[4], sys.argv[5]
+consumers = result["streams"][stream]["groups"][group]["consumers"]
 print(json.dumps({
     "elapsed_s": elapsed,
     "consumers": len(consumers),
@@ -72,12 +75,23 @@ def build(client: redis.Redis, consumers: int, pending: int) -> None:
         client.xreadgroup(GROUP, f"c{c}", {STREAM: ">"}, count=pending)
 
 
-def measure(server: Server, client: redis.Redis, scan_limit: int) -> dict[str, Any]:
+def module_args(module: str, port: int, scan_limit: int) -> dict[str, Any]:
+    connection = {"host": "127.0.0.1", "port": port}
+    if module == "pipeline_snapshot":
+        # One consumer stage reading the group; Redis only (no systemd here, no governor).
+        stage = {"name": "bench", "unit": "bench", "input_stream": STREAM, "group": GROUP, "consumer": "c0"}
+        return {"pipeline": {"redis": connection, "stages": [stage]}, "units": False, "governor": False,
+                "pending_scan_limit": scan_limit}  # fmt: skip
+    return {"connection": connection, "streams": [{"stream": STREAM, "groups": [GROUP]}],
+            "pending_scan_limit": scan_limit}  # fmt: skip
+
+
+def measure(server: Server, client: redis.Redis, module: str, scan_limit: int) -> dict[str, Any]:
     reset_slowlog(client)
-    args = {"connection": {"host": "127.0.0.1", "port": server.port},
-            "streams": [{"stream": STREAM, "groups": [GROUP]}], "pending_scan_limit": scan_limit}
-    proc = subprocess.run([sys.executable, "-c", WORKER, str(PROJECT_ROOT / "tests"), json.dumps(args)],
-                          capture_output=True, text=True, check=True)  # fmt: skip
+    args = module_args(module, server.port, scan_limit)
+    tests = str(PROJECT_ROOT / "tests")
+    argv = [sys.executable, "-c", WORKER, tests, json.dumps(args), module, STREAM, GROUP]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=True)
     figures = json.loads(proc.stdout)
     figures["redis_ms"] = sum(e["duration"] for e in slowlog_of(client, "")) / 1000
     return figures
@@ -90,9 +104,11 @@ def main() -> int:
     parser.add_argument("--shapes", default="1000x100,1000x1000")
     parser.add_argument("--scan-limits", default="1000,1")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--modules", default="redis_stream_info,pipeline_snapshot")
     opts = parser.parse_args()
     shapes = [tuple(int(n) for n in s.split("x")) for s in opts.shapes.split(",")]
     limits = [int(n) for n in opts.scan_limits.split(",")]
+    variants = [(module, limit) for module in opts.modules.split(",") for limit in limits]
     server = Server()
     server.start()
     try:
@@ -100,20 +116,20 @@ def main() -> int:
         version = client.info("server")["redis_version"]
         print(f"redis-server {version} on 127.0.0.1:{server.port}; load average at start "
               f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; medians of {opts.repeats}")
-        print(f"{'shape':>12} {'scan limit':>10} {'module s':>9} {'tracemalloc MB':>15} {'peak RSS MB':>12} "
-              f"{'Redis ms':>9}")
+        print(f"{'shape':>12} {'module':>18} {'scan limit':>10} {'module s':>9} {'tracemalloc MB':>15} "
+              f"{'peak RSS MB':>12} {'Redis ms':>9}")
         for consumers, pending in shapes:
             build(client, consumers, pending)
-            runs: dict[int, list[dict[str, Any]]] = {limit: [] for limit in limits}
+            runs: dict[tuple[str, int], list[dict[str, Any]]] = {variant: [] for variant in variants}
             for _ in range(opts.repeats):
-                for limit in limits:  # alternating, so that load changes hit every variant
-                    figures = measure(server, client, limit)
+                for module, limit in variants:  # alternating, so that load changes hit every variant
+                    figures = measure(server, client, module, limit)
                     assert figures["pending"] == consumers * pending, figures
-                    runs[limit].append(figures)
-            for limit in limits:
-                def med(key: str, rows: list[dict[str, Any]] = runs[limit]) -> float:
+                    runs[(module, limit)].append(figures)
+            for module, limit in variants:
+                def med(key: str, rows: list[dict[str, Any]] = runs[(module, limit)]) -> float:
                     return statistics.median(r[key] for r in rows)
-                print(f"{consumers:>5} x {pending:<5} {limit:>10} {med('elapsed_s'):>9.3f} "
+                print(f"{consumers:>5} x {pending:<5} {module:>18} {limit:>10} {med('elapsed_s'):>9.3f} "
                       f"{med('tracemalloc_peak_mb'):>15.1f} {med('maxrss_mb'):>12.1f} "
                       f"{med('redis_ms'):>9.1f}")
         print(f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
