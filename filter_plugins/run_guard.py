@@ -33,6 +33,7 @@ RUN_OPTIONS: dict[str, tuple] = {
     "evidence_root": ("path",),
     "evidence_window_s": ("int", 1, None),
     "evidence_reuse_verify_window": ("bool",),
+    "evidence_snapshot_verdicts": ("bool",),
     "evidence_stall_idle_ms": ("int", 0, None),
     "evidence_lag_tolerance": ("int", 0, None),
     "evidence_pending_scan_limit": ("int", 1, None),
