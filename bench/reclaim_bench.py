@@ -25,6 +25,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -301,6 +302,22 @@ def joined(runs: list[dict[str, Any]], key: str, fmt: str) -> str:
     return ", ".join(fmt.format(run[key]) for run in runs)
 
 
+MODULE_FIGURES = (
+    "rate",
+    "elapsed_s",
+    "server_busy_ms",
+    "server_longest_ms",
+    "longest_call_ms",
+    "maxrss_mb",
+    "tracemalloc_peak_mb",
+)
+
+
+def medians(runs: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The median of each figure over the repeats."""
+    return {key: statistics.median(run[key] for run in runs) for key in keys}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--entries", type=int, default=1_000_000)
@@ -326,26 +343,32 @@ def main() -> int:
         print(f"PEL of {entries} entries on one dead consumer")
         print(f"PEL build: {build_pel(client, entries):.1f} s")
 
-        # Measurements alternate and repeat: on a shared 2-core machine the best of a few
-        # is the figure least disturbed by other processes, for the ceiling and the module alike.
+        # Measurements alternate and repeat, and each figure is the median of the repeats, for
+        # the ceiling and the module alike (the best of a few would flatter both on a shared
+        # machine; the median is what a run can expect).
         ceilings: list[dict[str, Any]] = []
         modules: dict[int, list[dict[str, Any]]] = {b: [] for b in batch_sizes}
         for _ in range(options.repeat):
             ceilings.append(measure_xautoclaim(client, entries))
             for batch_size in batch_sizes:
                 modules[batch_size].append(measure_module(server, client, entries, batch_size))
-        ceiling = max(ceilings, key=lambda c: c["rate"])
+        ceiling = medians(ceilings, ("rate", "server_ms", "elapsed_s"))
         print(
             f"XAUTOCLAIM COUNT {entries} JUSTID, one call: {ceiling['rate']:,.0f} entries/s server-side "
             f"({ceiling['server_ms']:.0f} ms blocking Redis; "
             f"{ceiling['elapsed_s']:.2f} s wall with the reply); "
-            f"all runs: {joined(ceilings, 'rate', '{:,.0f}')} entries/s"
+            f"medians of {len(ceilings)}; all runs: {joined(ceilings, 'rate', '{:,.0f}')} entries/s"
         )
         for batch_size in batch_sizes:
-            m = max(modules[batch_size], key=lambda r: r["rate"])
+            runs = modules[batch_size]
+            m = {**max(runs, key=lambda r: r["rate"]), **medians(runs, MODULE_FIGURES)}
+            # Two ratios to the ceiling, from the same run: wall (entries/s of the module against
+            # the server-side rate of the one XAUTOCLAIM) and Redis-busy (the time Redis was busy
+            # for the ceiling against the time it was busy for the module's EVALSHA calls).
             print(
                 f"module core, batch_size {batch_size}: {m['rate']:,.0f} entries/s "
-                f"({m['elapsed_s']:.2f} s, {m['rate'] / ceiling['rate']:.2f}x the ceiling); "
+                f"({m['elapsed_s']:.2f} s, {m['rate'] / ceiling['rate']:.2f}x the ceiling on wall time, "
+                f"{ceiling['server_ms'] / m['server_busy_ms']:.2f}x on Redis-busy time); "
                 f"{m['server_calls']} EVALSHA, longest {m['server_longest_ms']:.1f} ms server-side "
                 f"({m['longest_call_ms']:.1f} ms seen by the client), "
                 f"server busy {m['server_busy_ms']:.0f} ms; "
