@@ -200,7 +200,9 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
 
     When the diagnosis found every stage OK (evidence_stop_point's verdict OK), the steps after
     it that did not run are `steps_not_needed`, not `steps_not_done`, and a run that changed
-    nothing is `HEALTHY (nothing to do)` without a verification.
+    nothing is `HEALTHY (nothing to do)` without a verification. A run that may change nothing
+    (check mode, LIVE, UNKNOWN) does not verify and has no after phase: not needed either.
+    `steps_not_needed_because` says why.
 
     Per consumer stage (`recovery`): what the reclaim moved, dead-lettered and retired (also
     when it failed half-way: its result's totals, and its own sentence as `message`), and
@@ -246,8 +248,16 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
     if diagnosis_only:
         not_done = [n for n in not_done if n in ("preflight", "evidence before")]
     # The diagnosis found every stage OK: the steps after it were not needed, not left undone.
+    # A run that may change nothing (--check, LIVE, UNKNOWN) has no recovery to verify.
     nothing_to_do = _mapping(facts.get("evidence_stop_point")).get("verdict") == "OK"
-    not_needed = [n for n in not_done if nothing_to_do and n in NOT_NEEDED_WHEN_HEALTHY]
+    if nothing_to_do:
+        not_needed_because, skipped = "every stage was OK before", NOT_NEEDED_WHEN_HEALTHY
+    elif not changes_allowed and not diagnosis_only:
+        not_needed_because = "nothing was changed: " + ("check mode" if check_mode else f"mode {mode}")
+        skipped = ("stream verification", "evidence after")
+    else:
+        not_needed_because, skipped = None, ()
+    not_needed = [n for n in not_done if n in skipped]
     not_done = [n for n in not_done if n not in not_needed]
 
     if failed_task:
@@ -324,6 +334,7 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
         "steps_done": done,
         "steps_not_done": not_done,
         "steps_not_needed": not_needed,
+        "steps_not_needed_because": not_needed_because if not_needed else None,
         "evidence_dir": evidence_dir,
         "rollback_command": (
             f"ansible-playbook playbooks/rollback.yml -e rollback_run_id={run_id}"

@@ -137,6 +137,13 @@ def test_live_run_prints_the_plan_and_changes_nothing() -> None:
     assert router["replayed"] == 0 and router["waiting_for_restart"] == 5
     # Nothing was changed: there is nothing to roll back.
     assert summary["rollback_command"] is None
+    # Nor to verify: recover.yml skips verification and the after phase, which are not needed.
+    for fact in ("stream_verify_verdicts", "evidence_after_verdicts"):
+        facts.pop(fact)
+    summary = run_summary(facts)
+    assert summary["steps_not_needed"] == ["stream verification", "evidence after"]
+    assert summary["steps_not_needed_because"] == "nothing was changed: mode LIVE"
+    assert summary["steps_not_done"] == []
 
 
 def test_a_run_that_failed_in_preflight_reports_what_was_not_done() -> None:
