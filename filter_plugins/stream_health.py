@@ -819,16 +819,17 @@ def _snapshot_consumer_verdict(record: dict, stream: Mapping, stall: int) -> Non
             record["decided"] = True
         else:
             reason = f"{reason}; {_dead_text(dead, live)}"
-    # A stage about to be acted on must have every dead holder found in this run. Another
-    # consumer holding entries delivered less than the threshold ago may be a live worker or
-    # one that died a moment ago: only the window tells (stage_verdicts' definition).
+    # Another consumer holding entries delivered less than the threshold ago may be a live
+    # worker or one that died a moment ago (a stage about to be acted on must have every dead
+    # holder found in this run, and an OK stage must not hide one): only the window tells
+    # (stage_verdicts' definition).
     dead_names = {d["name"] for d in dead}
     unproven = [
         name
         for name, info in _mapping(group.get("consumers")).items()
         if name != live and name not in dead_names and (_int_or_none(_mapping(info).get("pending")) or 0) > 0
     ]
-    if verdict in RESTART_VERDICTS and unproven:
+    if unproven:
         record["decided"] = False
         holders = ", ".join(unproven)
         reason = f"{reason}; {holders} also hold entries, too recently delivered to call them dead"
@@ -871,9 +872,10 @@ def snapshot_verdicts(
     as long; a dead consumer holding entries); BLOCKED (a governed producer whose governor is at
     or over its limit); OK (nothing has waited past stall_idle_ms, quiet or flowing). Not proven:
     a consumer that read recently while old work waits (draining or stuck reading new entries
-    only): LAGGING with `decided: false`; and a STALLED or STOPPED stage where another consumer
+    only): LAGGING with `decided: false`; and any stage where another consumer than the live one
     holds entries delivered less than stall_idle_ms ago (dead or a live worker: the window
-    tells, and every dead holder must be reclaimed in the run that acts).
+    tells; every dead holder must be reclaimed in the run that acts, and an OK stage must not
+    hide one).
     """
     stall = _int_or_none(stall_idle_ms)
     if stall is None or stall < 0:

@@ -320,3 +320,19 @@ def test_a_holder_too_fresh_to_call_dead_sends_an_acting_stage_to_the_window(red
     assert router["dead_consumers"] == []
     assert "router-0 also hold entries, too recently delivered to call them dead" in router["reason"]
     assert not sh.snapshot_decides(verdicts)
+
+
+def test_a_fresh_holder_on_a_flowing_stage_sends_it_to_the_window(redis_server, redis_client, pollers):
+    """router-1 reads and nothing waits, but router-0 took entries a moment ago and holds them:
+    a worker in flight or an orphan, one snapshot cannot tell, so it does not call the stage OK."""
+    build_pipeline(redis_client)
+    for n in range(3):
+        redis_client.xadd(DECISIONS, {"decision": f"held {n}"})
+    redis_client.xreadgroup("router", "router-0", {DECISIONS: ">"}, count=3)
+    start(pollers, redis_server, "router", "router-1", standard=True)
+    start(pollers, redis_server, "execution", "execution-1", standard=True)
+    verdicts = one_snapshot(redis_client)
+    router = verdicts["router"]
+    assert (router["verdict"], router["decided"]) == ("OK", False), router
+    assert "router-0 also hold entries" in router["reason"]
+    assert not sh.snapshot_decides(verdicts)
