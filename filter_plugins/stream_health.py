@@ -470,19 +470,22 @@ def _dead_consumers(
         delivered_ms = _int_or_none(info.get("oldest_pending_idle_ms"))
         if not still or delivered_ms is None or delivered_ms < (window_ms or 0):
             continue  # reading, acknowledging, or its oldest entry was delivered just now
-        dead.append(
-            {
-                "name": name,
-                "pending": pending,
-                "idle_ms": _int_or_none(info.get("idle_ms")),
-                "oldest_pending_age_ms": _int_or_none(info.get("oldest_pending_age_ms")),
-                "oldest_pending_idle_ms": delivered_ms,
-                "oldest_pending_id": info.get("oldest_pending_id"),
-                "oldest_pending_deliveries": _int_or_none(info.get("oldest_pending_deliveries")),
-                "max_delivery_count": _int_or_none(info.get("max_delivery_count")),
-            }
-        )
+        dead.append(_dead_record(name, info, pending, delivered_ms))
     return dead, empty, silent
+
+
+def _dead_record(name: str, info: Mapping, pending: int, delivered_ms: int) -> dict:
+    """A dead consumer as verdicts list it (`dead_consumers`), whichever definition found it."""
+    return {
+        "name": name,
+        "pending": pending,
+        "idle_ms": _int_or_none(info.get("idle_ms")),
+        "oldest_pending_age_ms": _int_or_none(info.get("oldest_pending_age_ms")),
+        "oldest_pending_idle_ms": delivered_ms,
+        "oldest_pending_id": info.get("oldest_pending_id"),
+        "oldest_pending_deliveries": _int_or_none(info.get("oldest_pending_deliveries")),
+        "max_delivery_count": _int_or_none(info.get("max_delivery_count")),
+    }
 
 
 def _dead_text(dead: list, live: str | None) -> str:
@@ -718,18 +721,7 @@ def _snapshot_dead(group: Mapping, live: str | None, stall_idle_ms: int) -> tupl
         since_read = inactive if inactive is not None else _int_or_none(info.get("idle_ms"))
         if delivered_ms is None or since_read is None or min(delivered_ms, since_read) < stall_idle_ms:
             continue
-        dead.append(
-            {
-                "name": name,
-                "pending": pending,
-                "idle_ms": _int_or_none(info.get("idle_ms")),
-                "oldest_pending_age_ms": _int_or_none(info.get("oldest_pending_age_ms")),
-                "oldest_pending_idle_ms": delivered_ms,
-                "oldest_pending_id": info.get("oldest_pending_id"),
-                "oldest_pending_deliveries": _int_or_none(info.get("oldest_pending_deliveries")),
-                "max_delivery_count": _int_or_none(info.get("max_delivery_count")),
-            }
-        )
+        dead.append(_dead_record(name, info, pending, delivered_ms))
     return dead, empty
 
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ansible_collections.quantum.redis_streams.plugins.module_utils.redis_connection import KeyedRedisError
+from ansible_collections.quantum.redis_streams.plugins.module_utils.redis_connection import (
+    KeyedRedisError,
+    validate_connection,
+)
 
 MAX_PENDING_SCAN_LIMIT = 10000
 # Commands per pipeline round trip: enough to make a pipeline of a few dozen streams one
@@ -316,3 +319,25 @@ class StreamInfo:
                 self.missing.append(stream)
             absent = [name for name, group in state["groups"].items() if not group["exists"]]
             self.missing += [f"{stream}/{name}" for name in absent]
+
+
+def module_connection_and_scan_limit(module: Any) -> tuple[dict[str, Any], int]:
+    """The connection (the `connection` option, else `pipeline.redis`) and the checked
+    `pending_scan_limit` of redis_stream_info and pipeline_snapshot, or the module fails."""
+    params = module.params
+    pipeline = params.get("pipeline")
+    pipeline_redis = pipeline.get("redis") if pipeline else None
+    # Validated even when `connection` wins: that also masks its password, which would
+    # otherwise be echoed in the module's invocation.
+    pipeline_connection = None
+    if pipeline_redis is not None:
+        pipeline_connection = validate_connection(module, pipeline_redis, "pipeline.redis")
+    connection = params["connection"]
+    if connection is None:
+        connection = pipeline_connection or validate_connection(module, {}, "connection")
+    scan_limit = params["pending_scan_limit"]
+    if not 1 <= scan_limit <= MAX_PENDING_SCAN_LIMIT:
+        module.fail_json(
+            msg=f"pending_scan_limit must be between 1 and {MAX_PENDING_SCAN_LIMIT}, got {scan_limit}."
+        )
+    return connection, scan_limit

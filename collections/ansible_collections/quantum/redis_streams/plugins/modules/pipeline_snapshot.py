@@ -215,12 +215,11 @@ from ansible_collections.quantum.redis_streams.plugins.module_utils.redis_connec
     describe_endpoint,
     explain_redis_error,
     redis_client,
-    validate_connection,
 )
 from ansible_collections.quantum.redis_streams.plugins.module_utils.stream_info import (
-    MAX_PENDING_SCAN_LIMIT,
     StreamInfo,
     WrongType,
+    module_connection_and_scan_limit,
     requested_from_pipeline,
 )
 from ansible_collections.quantum.redis_streams.plugins.module_utils.units import (
@@ -288,19 +287,7 @@ def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
     pipeline = params["pipeline"]
-    # Validated even when `connection` wins: that also masks its password in the invocation.
-    pipeline_connection = None
-    if pipeline.get("redis") is not None:
-        pipeline_connection = validate_connection(module, pipeline["redis"], "pipeline.redis")
-    connection = params["connection"]
-    if connection is None:
-        connection = pipeline_connection or validate_connection(module, {}, "connection")
-
-    scan_limit = params["pending_scan_limit"]
-    if not 1 <= scan_limit <= MAX_PENDING_SCAN_LIMIT:
-        module.fail_json(
-            msg=f"pending_scan_limit must be between 1 and {MAX_PENDING_SCAN_LIMIT}, got {scan_limit}."
-        )
+    connection, scan_limit = module_connection_and_scan_limit(module)
     requested, problem = requested_from_pipeline(pipeline)
     if problem:
         module.fail_json(msg=problem)
