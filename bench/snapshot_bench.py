@@ -8,8 +8,11 @@ It starts its own redis-server on a free loopback port and, for each shape of --
 runs the module's main() in a subprocess (so that its peak memory is its own), --repeats
 times, once with each --scan-limits value of `pending_scan_limit` (entries read per consumer
 to find the highest delivery count; 1 reads only the oldest entry). It prints medians of the
-module's time (main() without Python's and Ansible's start-up), its tracemalloc peak and its
-peak RSS, and the Redis time of its calls (SLOWLOG), all measured in the same run.
+module's time (main() without Python's and Ansible's start-up), the time of its reads as the
+module reports it (elapsed_ms: the Redis round trips and their parsing, without Ansible's
+argument checks and exit_json), the Redis time of its calls (SLOWLOG), and, from a second run
+under tracemalloc (which slows the code it traces), its tracemalloc peak and peak RSS; all
+measured in the same run.
 
     .venv/bin/python bench/snapshot_bench.py
     .venv/bin/python bench/snapshot_bench.py --shapes 1000x100,1000x1000 --scan-limits 1000,1 --repeats 5
@@ -42,16 +45,20 @@ from project_files import collection_module
 module = sys.argv[3]
 collection_module(module)  # imports (ansible, redis-py) are start-up, not diagnosis
 args = json.loads(sys.argv[2])
-tracemalloc.start()
+# tracemalloc slows every allocation several times over: a traced run measures memory only.
+traced = sys.argv[6] == "trace"
+if traced:
+    tracemalloc.start()
 started = time.perf_counter()
 result = run_module_main(module, args)
 elapsed = time.perf_counter() - started
-_, peak = tracemalloc.get_traced_memory()
+_, peak = tracemalloc.get_traced_memory() if traced else (0, 0)
 assert not result.get("failed"), result.get("msg")
 stream, group = sys.argv[4], sys.argv[5]
 consumers = result["streams"][stream]["groups"][group]["consumers"]
 print(json.dumps({
     "elapsed_s": elapsed,
+    "reads_s": result["elapsed_ms"] / 1000 if "elapsed_ms" in result else None,
     "consumers": len(consumers),
     "pending": sum(c["pending"] for c in consumers.values()),
     "tracemalloc_peak_mb": peak / 2**20,
@@ -87,13 +94,16 @@ def module_args(module: str, port: int, scan_limit: int) -> dict[str, Any]:
 
 
 def measure(server: Server, client: redis.Redis, module: str, scan_limit: int) -> dict[str, Any]:
-    reset_slowlog(client)
+    """Two runs of the module, each in its own process: one timed (with the Redis time of its
+    calls), one under tracemalloc for the memory figures."""
     args = module_args(module, server.port, scan_limit)
     tests = str(PROJECT_ROOT / "tests")
     argv = [sys.executable, "-c", WORKER, tests, json.dumps(args), module, STREAM, GROUP]
-    proc = subprocess.run(argv, capture_output=True, text=True, check=True)
-    figures = json.loads(proc.stdout)
+    reset_slowlog(client)
+    figures = json.loads(subprocess.run([*argv, "time"], capture_output=True, text=True, check=True).stdout)
     figures["redis_ms"] = sum(e["duration"] for e in slowlog_of(client, "")) / 1000
+    traced = json.loads(subprocess.run([*argv, "trace"], capture_output=True, text=True, check=True).stdout)
+    figures.update(tracemalloc_peak_mb=traced["tracemalloc_peak_mb"], maxrss_mb=traced["maxrss_mb"])
     return figures
 
 
@@ -116,8 +126,8 @@ def main() -> int:
         version = client.info("server")["redis_version"]
         print(f"redis-server {version} on 127.0.0.1:{server.port}; load average at start "
               f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; medians of {opts.repeats}")
-        print(f"{'shape':>12} {'module':>18} {'scan limit':>10} {'module s':>9} {'tracemalloc MB':>15} "
-              f"{'peak RSS MB':>12} {'Redis ms':>9}")
+        print(f"{'shape':>12} {'module':>18} {'scan limit':>10} {'module s':>9} {'reads s':>8} "
+              f"{'tracemalloc MB':>15} {'peak RSS MB':>12} {'Redis ms':>9}")
         for consumers, pending in shapes:
             build(client, consumers, pending)
             runs: dict[tuple[str, int], list[dict[str, Any]]] = {variant: [] for variant in variants}
@@ -129,8 +139,9 @@ def main() -> int:
             for module, limit in variants:
                 def med(key: str, rows: list[dict[str, Any]] = runs[(module, limit)]) -> float:
                     return statistics.median(r[key] for r in rows)
+                reads = "-" if runs[(module, limit)][0]["reads_s"] is None else f"{med('reads_s'):.3f}"
                 print(f"{consumers:>5} x {pending:<5} {module:>18} {limit:>10} {med('elapsed_s'):>9.3f} "
-                      f"{med('tracemalloc_peak_mb'):>15.1f} {med('maxrss_mb'):>12.1f} "
+                      f"{reads:>8} {med('tracemalloc_peak_mb'):>15.1f} {med('maxrss_mb'):>12.1f} "
                       f"{med('redis_ms'):>9.1f}")
         print(f"load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:

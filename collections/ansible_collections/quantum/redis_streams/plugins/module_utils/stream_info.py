@@ -289,10 +289,14 @@ class StreamInfo:
             for consumer, state in self.streams[stream]["groups"][group]["consumers"].items()
             if state["pending"] > 0
         ]
-        # One more than the limit: getting it back is how we know the PEL was longer.
-        count = self.scan_limit + 1
+        # XINFO CONSUMERS gave each pending count: never ask for more entries than the consumer
+        # holds, nor than the limit (the reply's size, hence the parse, is what this round costs).
+        groups = {(s, g): self.streams[s]["groups"][g]["consumers"] for s, g, _ in targets}
         calls: list[Call] = [
-            lambda p, s=s, g=g, c=c: p.xpending_range(s, g, "-", "+", count, c) for s, g, c in targets
+            lambda p, s=s, g=g, c=c: p.xpending_range(
+                s, g, "-", "+", min(self.scan_limit, groups[(s, g)][c]["pending"]), c
+            )
+            for s, g, c in targets
         ]
         for (stream, group, consumer), reply in zip(targets, run_pipelined(self.client, calls), strict=True):
             if not self.streams[stream]["groups"][group]["exists"] or self._vanished(stream, group, reply):
@@ -301,7 +305,8 @@ class StreamInfo:
 
     def _apply_pending(self, state: dict[str, Any], entries: list[dict[str, Any]]) -> None:
         scanned = entries[: self.scan_limit]
-        state["max_delivery_count_exact"] = len(entries) <= self.scan_limit
+        # The count XINFO CONSUMERS gave: were all of them read?
+        state["max_delivery_count_exact"] = state["pending"] <= self.scan_limit
         if not scanned:
             # Acknowledged between the two rounds: nothing pending is left to describe.
             return
