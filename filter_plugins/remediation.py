@@ -117,6 +117,11 @@ def _judged(name: str, state: Mapping, verdict: Mapping, info: Mapping, threshol
             f"holds {_entries(pending)} and did not advance across the evidence window; its oldest "
             f"entry was last delivered {_int(flagged.get('oldest_pending_idle_ms'))} ms ago"
         )
+    if name in (verdict.get("unproven_holders") or []):
+        return False, (
+            f"holds {_entries(pending)} delivered too recently to call it dead from one snapshot "
+            "(the verification window judges it)"
+        )
     if pending:
         return False, (
             f"holds {_entries(pending)} but is not proven stuck: it advanced during the evidence "
@@ -145,7 +150,11 @@ def _unjudged(state: Mapping, threshold: int) -> tuple[bool, str]:
 
 
 def consumer_recovery_plan(
-    pipeline: Mapping, info: Mapping, verdicts: Mapping | None = None, min_idle_ms: int = 60000
+    pipeline: Mapping,
+    info: Mapping,
+    verdicts: Mapping | None = None,
+    min_idle_ms: int = 60000,
+    only: Iterable[str] | None = None,
 ) -> list[dict]:
     """Per consumer stage that has something to do: `{stage, stream, group, claim_to,
     consumers, dead_letter, dead: [{name, pending, idle_ms, why}], left_alone: [{name,
@@ -169,14 +178,15 @@ def consumer_recovery_plan(
 
     With a dead-letter policy the live consumer is listed too, so that its own too-old
     entries are dead-lettered. A stage with no dead consumer and no policy is left out: the
-    live consumer's own PEL is replayed by its service at restart.
+    live consumer's own PEL is replayed by its service at restart. `only`, when given, limits
+    the plan to those stages (a second pass on what the verification window proved).
     """
     threshold = _int(min_idle_ms)
     if threshold is None or threshold < 0:
         raise AnsibleFilterError(f"min_idle_ms must be a number of milliseconds >= 0, got {min_idle_ms!r}.")
     plan: list[dict] = []
     for stage in _stages(pipeline):
-        if not stage.get("input_stream"):
+        if not stage.get("input_stream") or (only is not None and stage.get("name") not in only):
             continue
         judged, dead, left_alone = _judge_stage(stage, info, verdicts, threshold)
         if judged == "OK":
@@ -237,15 +247,17 @@ def consumer_recovery_restart_stages(
     results: Mapping | None,
     verdicts: Mapping | None = None,
     min_idle_ms: int = 60000,
+    only: Iterable[str] | None = None,
 ) -> list[str]:
     """Consumer stages whose service must restart, in pipeline order: its live consumer
     received entries, or keeps entries of its own at least `min_idle_ms` old to replay
     (those not dead-lettered), or its verdict is STALLED or STOPPED. `results` maps a stage
-    name to the reclaim module's result (real or planned)."""
+    name to the reclaim module's result (real or planned). `only`, when given, limits the
+    answer to those stages."""
     threshold = _int(min_idle_ms) or 0
     stages: list[str] = []
     for stage in _stages(pipeline):
-        if not stage.get("input_stream"):
+        if not stage.get("input_stream") or (only is not None and stage.get("name") not in only):
             continue
         name = stage.get("name")
         live = stage.get("consumer")
@@ -262,6 +274,49 @@ def consumer_recovery_restart_stages(
         if moved > 0 or replay or verdict in RESTART_VERDICTS:
             stages.append(name)
     return stages
+
+
+SUMMED = ("moved", "dead_lettered", "deleted")
+
+
+def _merge_consumer(first: Mapping, second: Mapping) -> dict:
+    merged = {**first, **second}
+    for key in SUMMED:
+        merged[key] = (_int(first.get(key)) or 0) + (_int(second.get(key)) or 0)
+    merged["pending_before"] = first.get("pending_before", second.get("pending_before"))
+    merged["retired"] = bool(first.get("retired")) or bool(second.get("retired"))
+    merged["ids"] = list(first.get("ids") or []) + list(second.get("ids") or [])
+    merged["deleted_ids"] = list(first.get("deleted_ids") or []) + list(second.get("deleted_ids") or [])
+    return merged
+
+
+def merge_reclaim_results(first: Mapping | None, second: Mapping | None) -> dict:
+    """`{stage: reclaim result}` of two passes as one: a stage in both keeps the second pass's
+    fields, with its consumers merged (moved, dead-lettered and deleted summed, retired if
+    either pass retired it, the first pass's pending count at selection, ids in order), its
+    totals summed and `changed` if either changed anything."""
+    merged = {str(k): dict(_mapping(v)) for k, v in _mapping(first).items()}
+    for stage, result in _mapping(second).items():
+        result = dict(_mapping(result))
+        earlier = merged.get(str(stage))
+        if earlier is None:
+            merged[str(stage)] = result
+            continue
+        consumers = {str(k): dict(_mapping(v)) for k, v in _mapping(earlier.get("consumers")).items()}
+        for name, state in _mapping(result.get("consumers")).items():
+            key, state = str(name), _mapping(state)
+            consumers[key] = _merge_consumer(consumers[key], state) if key in consumers else dict(state)
+        totals = dict(_mapping(earlier.get("totals")))
+        for key, value in _mapping(result.get("totals")).items():
+            totals[key] = (_int(totals.get(key)) or 0) + (_int(value) or 0)
+        merged[str(stage)] = {
+            **earlier,
+            **result,
+            "consumers": consumers,
+            "totals": totals,
+            "changed": bool(earlier.get("changed")) or bool(result.get("changed")),
+        }
+    return merged
 
 
 def consumer_recovery_summary(results: Mapping | None) -> list[str]:
@@ -536,6 +591,56 @@ def _group_problems(
     return problems
 
 
+def _id_pair(entry_id: Any) -> tuple[int, int] | None:
+    """A stream entry id as a comparable (milliseconds, sequence) pair; None when it is not one."""
+    parts = str(entry_id).split("-", 1) if entry_id is not None else []
+    try:
+        return (int(parts[0]), int(parts[1]) if len(parts) > 1 else 0) if parts else None
+    except ValueError:
+        return None
+
+
+def delivered_marks(snapshot: Mapping, stages: Iterable[str] | None, pipeline: Mapping) -> dict[str, Any]:
+    """`{stage: its group's last delivered id in snapshot}` for the named consumer stages:
+    everything delivered before that id must be acknowledged once the stage has replayed."""
+    wanted = set(stages or [])
+    return {
+        str(stage.get("name")): _group_info(snapshot, stage).get("last_delivered_id")
+        for stage in _stages(pipeline)
+        if stage.get("input_stream") and stage.get("name") in wanted
+    }
+
+
+def replay_findings(snapshot: Mapping, pipeline: Mapping, marks: Mapping | None) -> list[dict]:
+    """`[{stage, problem}]`: the stages of `marks` (delivered_marks) whose live consumer still
+    holds an entry delivered at or before its mark. A PEL is ordered by id, so an oldest
+    pending id past the mark means all of those were acknowledged: the restarted service
+    replayed what was moved to it."""
+    findings: list[dict] = []
+    for stage in _stages(pipeline):
+        name = stage.get("name")
+        if name not in _mapping(marks):
+            continue
+        mark = _id_pair(_mapping(marks).get(name))
+        live = stage.get("consumer")
+        state = _mapping(_mapping(_group_info(snapshot, stage).get("consumers")).get(live))
+        oldest = state.get("oldest_pending_id")
+        if not state:
+            findings.append({"stage": name, "problem": f"live consumer {live} is absent after the replay"})
+        elif oldest is not None and mark is not None and (_id_pair(oldest) or (0, 0)) <= mark:
+            findings.append(
+                {
+                    "stage": name,
+                    "problem": (
+                        f"{live} has not replayed the entries moved to it: its oldest pending entry "
+                        f"{oldest} ({_entries(_int(state.get('pending')) or 0)} pending) was delivered "
+                        "before the second pass"
+                    ),
+                }
+            )
+    return findings
+
+
 def verify_sentence(findings: list[dict]) -> str:
     """One sentence for the failure message: the first stage's findings, then a count."""
     if not findings:
@@ -556,6 +661,7 @@ class FilterModule:
             "consumer_recovery_left_alone": consumer_recovery_left_alone,
             "consumer_recovery_restart_stages": consumer_recovery_restart_stages,
             "consumer_recovery_summary": consumer_recovery_summary,
+            "merge_reclaim_results": merge_reclaim_results,
             "governed_stage": governed_stage,
             "stages_to_restart": stages_to_restart,
             "governor_summary": governor_summary,
@@ -564,4 +670,6 @@ class FilterModule:
             "demand_growth": demand_growth,
             "verify_findings": verify_findings,
             "verify_sentence": verify_sentence,
+            "delivered_marks": delivered_marks,
+            "replay_findings": replay_findings,
         }

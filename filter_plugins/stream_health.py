@@ -387,6 +387,9 @@ def _base_verdict(stage: Mapping, window_ms: int | None, service: Mapping | None
         # could not tell and the window must judge.
         "evidence": "window",
         "decided": True,
+        # One snapshot only: other consumers holding entries too recently delivered to call
+        # them dead or alive; the verification window judges them.
+        "unproven_holders": [],
     }
 
 
@@ -812,9 +815,9 @@ def _snapshot_consumer_verdict(record: dict, stream: Mapping, stall: int) -> Non
         else:
             reason = f"{reason}; {_dead_text(dead, live)}"
     # Another consumer holding entries delivered less than the threshold ago may be a live
-    # worker or one that died a moment ago (a stage about to be acted on must have every dead
-    # holder found in this run, and an OK stage must not hide one): only the window tells
-    # (stage_verdicts' definition).
+    # worker or one that died a moment ago. The stage's own verdict stands (acting on it need
+    # not wait); the holders are `unproven_holders`, judged over the verification window
+    # (stage_verdicts' definition), which is where a run that acts finds them dead or alive.
     dead_names = {d["name"] for d in dead}
     unproven = [
         name
@@ -822,9 +825,12 @@ def _snapshot_consumer_verdict(record: dict, stream: Mapping, stall: int) -> Non
         if name != live and name not in dead_names and (_int_or_none(_mapping(info).get("pending")) or 0) > 0
     ]
     if unproven:
-        record["decided"] = False
+        record["unproven_holders"] = unproven
         holders = ", ".join(unproven)
-        reason = f"{reason}; {holders} also hold entries, too recently delivered to call them dead"
+        reason = (
+            f"{reason}; {holders} also hold entries, too recently delivered to call them dead "
+            "(the verification window tells)"
+        )
     record.update(verdict=verdict, reason=reason)
 
 
@@ -864,10 +870,11 @@ def snapshot_verdicts(
     as long; a dead consumer holding entries); BLOCKED (a governed producer whose governor is at
     or over its limit); OK (nothing has waited past stall_idle_ms, quiet or flowing). Not proven:
     a consumer that read recently while old work waits (draining or stuck reading new entries
-    only): LAGGING with `decided: false`; and any stage where another consumer than the live one
-    holds entries delivered less than stall_idle_ms ago (dead or a live worker: the window
-    tells; every dead holder must be reclaimed in the run that acts, and an OK stage must not
-    hide one).
+    only): LAGGING with `decided: false`. Another consumer than the live one holding entries
+    delivered less than stall_idle_ms ago (dead, or a live worker) leaves the stage's verdict as
+    it is and is listed in `unproven_holders`: a run acts on what is proven first and judges
+    those holders over its verification window (`unproven_holders` filter; an OK stage with
+    one is not "nothing to do").
     """
     stall = _int_or_none(stall_idle_ms)
     if stall is None or stall < 0:
@@ -895,8 +902,32 @@ def snapshot_verdicts(
 
 
 def snapshot_decides(verdicts: Mapping) -> bool:
-    """Whether one snapshot decided every stage (no window is needed)."""
+    """Whether one snapshot decided every stage's verdict (no window is needed before acting)."""
     return all(bool(_mapping(v).get("decided", True)) for v in _mapping(verdicts).values())
+
+
+def unproven_holders(verdicts: Mapping | None) -> dict[str, list[str]]:
+    """`{stage: [consumer, ...]}` for the stages where one snapshot found other consumers
+    holding entries too recently delivered to call them dead (snapshot_verdicts)."""
+    return {
+        str(stage): list(_mapping(v).get("unproven_holders") or [])
+        for stage, v in _mapping(verdicts).items()
+        if _mapping(v).get("unproven_holders")
+    }
+
+
+def holders_proven_dead(verdicts: Mapping | None, pipeline: Mapping) -> dict[str, list[str]]:
+    """`{stage: [consumer, ...]}`: per consumer stage, in pipeline order, the consumers other
+    than its live one that verdicts over a window (stage_verdicts) prove dead while holding
+    entries (`dead_consumers`)."""
+    verdicts = _mapping(verdicts)
+    proven: dict[str, list[str]] = {}
+    for stage in _stages(pipeline):
+        record = _mapping(verdicts.get(stage.get("name")))
+        names = [str(_mapping(d).get("name")) for d in record.get("dead_consumers") or []]
+        if _is_consumer(stage) and names:
+            proven[str(stage.get("name"))] = names
+    return proven
 
 
 # ---------------------------------------------------------------------------------------
@@ -1105,6 +1136,8 @@ class FilterModule:
             "stage_verdicts": stage_verdicts,
             "snapshot_verdicts": snapshot_verdicts,
             "snapshot_decides": snapshot_decides,
+            "unproven_holders": unproven_holders,
+            "holders_proven_dead": holders_proven_dead,
             "stop_point": stop_point,
             "pipeline_layers": pipeline_layers,
             "restart_order": restart_order,

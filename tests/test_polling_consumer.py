@@ -303,10 +303,10 @@ def test_one_snapshot_sees_a_stopped_process_and_a_governor_over_its_limit(redis
     assert sh.snapshot_decides(verdicts)
 
 
-def test_a_holder_too_fresh_to_call_dead_sends_an_acting_stage_to_the_window(redis_server, redis_client):
+def test_a_holder_too_fresh_to_call_dead_is_left_to_the_verification_window(redis_server, redis_client):
     """The lab incident's shape: router-1 stopped long ago, router-0 orphaned a moment before
-    the run. One snapshot proves router STALLED but cannot tell router-0 dead yet, and the run
-    must reclaim every dead holder: the window decides (stage_verdicts), router-0 is not
+    the run. One snapshot proves router STALLED (the run acts on it at once) but cannot tell
+    router-0 dead yet: it is an unproven holder, judged over the verification window, and not
     reclaimed on one snapshot's word."""
     build_pipeline(redis_client)
     for n in range(6):
@@ -316,15 +316,21 @@ def test_a_holder_too_fresh_to_call_dead_sends_an_acting_stage_to_the_window(red
     redis_client.xreadgroup("router", "router-0", {DECISIONS: ">"}, count=3)
     verdicts = one_snapshot(redis_client)
     router = verdicts["router"]
-    assert (router["verdict"], router["decided"]) == ("STALLED", False), router
+    assert (router["verdict"], router["decided"]) == ("STALLED", True), router
     assert router["dead_consumers"] == []
+    assert router["unproven_holders"] == ["router-0"]
     assert "router-0 also hold entries, too recently delivered to call them dead" in router["reason"]
-    assert not sh.snapshot_decides(verdicts)
+    assert sh.snapshot_decides(verdicts)
+    assert sh.unproven_holders(verdicts) == {"router": ["router-0"]}
+    assert rm.consumer_recovery_plan(PIPELINE, snapshot(redis_client), verdicts, MIN_IDLE_MS) == []
 
 
-def test_a_fresh_holder_on_a_flowing_stage_sends_it_to_the_window(redis_server, redis_client, pollers):
+def test_a_fresh_holder_on_a_flowing_stage_is_left_to_the_verification_window(
+    redis_server, redis_client, pollers
+):
     """router-1 reads and nothing waits, but router-0 took entries a moment ago and holds them:
-    a worker in flight or an orphan, one snapshot cannot tell, so it does not call the stage OK."""
+    a worker in flight or an orphan, one snapshot cannot tell. The stage is OK, with router-0
+    an unproven holder: the run is not "nothing to do", its verification window judges it."""
     build_pipeline(redis_client)
     for n in range(3):
         redis_client.xadd(DECISIONS, {"decision": f"held {n}"})
@@ -333,6 +339,7 @@ def test_a_fresh_holder_on_a_flowing_stage_sends_it_to_the_window(redis_server, 
     start(pollers, redis_server, "execution", "execution-1", standard=True)
     verdicts = one_snapshot(redis_client)
     router = verdicts["router"]
-    assert (router["verdict"], router["decided"]) == ("OK", False), router
+    assert (router["verdict"], router["decided"]) == ("OK", True), router
+    assert router["unproven_holders"] == ["router-0"]
     assert "router-0 also hold entries" in router["reason"]
-    assert not sh.snapshot_decides(verdicts)
+    assert sh.unproven_holders(verdicts) == {"router": ["router-0"]}

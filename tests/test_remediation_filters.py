@@ -16,9 +16,9 @@ sys.path.insert(0, str(PROJECT_ROOT / "filter_plugins"))
 import remediation as rm  # noqa: E402
 import stream_health as sh  # noqa: E402
 
-PIPELINE = yaml.safe_load(
-    (PROJECT_ROOT / "inventory/testnet/group_vars/all/pipeline.yml").read_text()
-)["pipeline"]
+PIPELINE = yaml.safe_load((PROJECT_ROOT / "inventory/testnet/group_vars/all/pipeline.yml").read_text())[
+    "pipeline"
+]
 DECISION = "quantum:stream:ai.decision"
 INTENT = "quantum:stream:trade.intent"
 RESULT = "quantum:stream:trade.result"
@@ -204,8 +204,11 @@ def test_an_orphan_that_advanced_in_the_window_is_left_alone():
 
 
 def test_without_verdicts_no_empty_consumer_is_retired_however_idle():
-    snapshot = info(router=group({"router-1": consumer(), "router-new": consumer(0, 5_000),
-                                  "router-old": consumer(0, 9 * HOUR)}))
+    snapshot = info(
+        router=group(
+            {"router-1": consumer(), "router-new": consumer(0, 5_000), "router-old": consumer(0, 9 * HOUR)}
+        )
+    )
     assert rm.consumer_recovery_plan(PIPELINE, snapshot, {}, 60_000) == []
     assert rm.consumer_recovery_plan(PIPELINE, snapshot, None, 60_000) == []
     assert rm.consumer_recovery_left_alone(PIPELINE, snapshot, None, 60_000)[1] == (
@@ -277,18 +280,36 @@ def test_plan_rejects_a_bad_threshold(bad):
 
 def reclaim_result(moved=0, dead_lettered=0, live="router-1", live_dead_lettered=0):
     consumers = {
-        "router-0": {"pending_before": moved, "moved": moved, "dead_lettered": dead_lettered,
-                     "deleted": 0, "retired": True, "retire_skipped_reason": None, "skipped_reason": None},
+        "router-0": {
+            "pending_before": moved,
+            "moved": moved,
+            "dead_lettered": dead_lettered,
+            "deleted": 0,
+            "retired": True,
+            "retire_skipped_reason": None,
+            "skipped_reason": None,
+        },
     }
-    consumers[live] = {"pending_before": 3, "moved": 0, "dead_lettered": live_dead_lettered, "deleted": 0,
-                       "retired": False, "retire_skipped_reason": "claim_to is never retired",
-                       "skipped_reason": None}
+    consumers[live] = {
+        "pending_before": 3,
+        "moved": 0,
+        "dead_lettered": live_dead_lettered,
+        "deleted": 0,
+        "retired": False,
+        "retire_skipped_reason": "claim_to is never retired",
+        "skipped_reason": None,
+    }
     return {
         "changed": True,
         "claim_to": live,
         "consumers": consumers,
-        "totals": {"moved": moved, "dead_lettered": dead_lettered + live_dead_lettered, "deleted": 0,
-                   "retired": 1, "consumers_selected": 2},
+        "totals": {
+            "moved": moved,
+            "dead_lettered": dead_lettered + live_dead_lettered,
+            "deleted": 0,
+            "retired": 1,
+            "consumers_selected": 2,
+        },
     }
 
 
@@ -611,3 +632,80 @@ def test_an_unknown_lag_upstream_never_counts_as_draining():
 def test_verify_findings_rejects_a_bad_tolerance():
     with pytest.raises(rm.AnsibleFilterError, match="lag_tolerance must be a number of entries >= 0, got -1"):
         rm.verify_findings(flowing(T0, 1), flowing(T0 + 1, 2), {}, PIPELINE, True, lag_tolerance=-1)
+
+
+# ---------------------------------------------------------------------------------------
+# The second pass: holders the verification window proved dead, reclaimed and replayed
+
+
+def test_consumer_recovery_plan_and_restart_stages_keep_to_the_stages_named():
+    verdicts = {
+        "router": {"verdict": "STALLED", "dead_consumers": [{"name": "router-0", "pending": 3}]},
+        "execution": {"verdict": "STALLED"},
+    }
+    snapshot = seed_incident()
+    assert [p["stage"] for p in rm.consumer_recovery_plan(PIPELINE, snapshot, verdicts, 60000)] == ["router"]
+    assert rm.consumer_recovery_plan(PIPELINE, snapshot, verdicts, 60000, only=["execution"]) == []
+    assert rm.consumer_recovery_restart_stages(PIPELINE, snapshot, {}, verdicts, 60000) == [
+        "router",
+        "execution",
+    ]
+    assert rm.consumer_recovery_restart_stages(PIPELINE, snapshot, {}, verdicts, 60000, only=["router"]) == [
+        "router"
+    ]
+
+
+def pass_result(consumers, changed=True):
+    totals = {"moved": sum(c.get("moved", 0) for c in consumers.values()), "retired": 1}
+    return {"changed": changed, "claim_to": "router-1", "consumers": consumers, "totals": totals}
+
+
+def test_merge_reclaim_results_adds_a_second_pass_to_the_first():
+    first = {
+        "router": pass_result(
+            {"router-1": {"pending_before": 3, "moved": 0, "dead_lettered": 2, "ids": ["1-0"]}}
+        ),
+        "execution": pass_result({"execution-0": {"moved": 4, "retired": True}}),
+    }
+    second = {
+        "router": pass_result(
+            {
+                "router-1": {"pending_before": 9, "moved": 0, "dead_lettered": 1, "ids": ["2-0"]},
+                "router-0": {"pending_before": 3, "moved": 3, "retired": True, "ids": ["3-0"]},
+            },
+            changed=False,
+        )
+    }
+    merged = rm.merge_reclaim_results(first, second)
+    router = merged["router"]
+    assert router["consumers"]["router-1"]["dead_lettered"] == 3
+    assert router["consumers"]["router-1"]["pending_before"] == 3
+    assert router["consumers"]["router-1"]["ids"] == ["1-0", "2-0"]
+    assert router["consumers"]["router-0"]["moved"] == 3
+    assert router["totals"] == {"moved": 3, "retired": 2}
+    assert router["changed"] is True
+    assert merged["execution"] == first["execution"]
+    assert rm.merge_reclaim_results(None, second) == second
+    assert rm.merge_reclaim_results(first, {}) == first
+
+
+def test_replay_findings_until_the_live_consumer_acknowledged_what_was_delivered_before():
+    marks = rm.delivered_marks(
+        info(router=group({"router-1": consumer()}, last=f"{T0}-5")), {"router": ["router-0"]}, PIPELINE
+    )
+    assert marks == {"router": f"{T0}-5"}
+    held = info(router=group({"router-1": consumer(4, oldest=f"{T0}-2")}, last=f"{T0 + 9}-0"))
+    findings = rm.replay_findings(held, PIPELINE, marks)
+    assert [f["stage"] for f in findings] == ["router"]
+    assert "router-1 has not replayed the entries moved to it" in findings[0]["problem"]
+    at_mark = info(router=group({"router-1": consumer(1, oldest=f"{T0}-5")}, last=f"{T0 + 9}-0"))
+    assert rm.replay_findings(at_mark, PIPELINE, marks) != []
+    newer = info(router=group({"router-1": consumer(2, oldest=f"{T0}-6")}, last=f"{T0 + 9}-0"))
+    assert rm.replay_findings(newer, PIPELINE, marks) == []
+    assert rm.replay_findings(info(router=group({"router-1": consumer()})), PIPELINE, marks) == []
+    gone = info(router=group({}))
+    assert (
+        rm.replay_findings(gone, PIPELINE, marks)[0]["problem"]
+        == "live consumer router-1 is absent after the replay"
+    )
+    assert rm.replay_findings(held, PIPELINE, {}) == []

@@ -1156,6 +1156,8 @@ def test_filter_module_exports_every_function():
         "stage_verdicts",
         "snapshot_verdicts",
         "snapshot_decides",
+        "unproven_holders",
+        "holders_proven_dead",
         "stop_point",
         "pipeline_layers",
         "restart_order",
@@ -1230,3 +1232,33 @@ def test_governor_without_flags_is_judged_by_its_numbers():
     assert (
         sh.stage_verdicts(before, after, PIPELINE, governor=stale)["ai_engine"]["verdict"] == "OK"
     )
+
+
+def test_unproven_holders_lists_only_stages_with_some():
+    verdicts = {
+        "ai_engine": {"verdict": "BLOCKED", "unproven_holders": []},
+        "router": {"verdict": "STALLED", "unproven_holders": ["router-0", "router-7"]},
+        "execution": {"verdict": "OK"},
+    }
+    assert sh.unproven_holders(verdicts) == {"router": ["router-0", "router-7"]}
+    assert sh.unproven_holders(None) == {}
+
+
+def test_holders_proven_dead_follows_the_pipeline_and_skips_producers():
+    pipeline = {
+        "stages": [
+            {"name": "ai_engine", "output_stream": "a"},
+            {"name": "router", "input_stream": "a", "group": "router", "consumer": "router-1",
+             "output_stream": "b"},
+            {"name": "execution", "input_stream": "b", "group": "execution", "consumer": "execution-1"},
+        ]
+    }
+    verdicts = {
+        "execution": {"dead_consumers": [{"name": "execution-9", "pending": 2}]},
+        "router": {"dead_consumers": [{"name": "router-0", "pending": 3}]},
+        "ai_engine": {"dead_consumers": [{"name": "nonsense"}]},
+    }
+    proven = sh.holders_proven_dead(verdicts, pipeline)
+    assert proven == {"router": ["router-0"], "execution": ["execution-9"]}
+    assert list(proven) == ["router", "execution"]
+    assert sh.holders_proven_dead({"router": {"dead_consumers": []}}, pipeline) == {}
