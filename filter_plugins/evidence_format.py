@@ -110,24 +110,31 @@ def unit_files(states: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     return files
 
 
-def backup_entries(stat_results: Any, backup_dir: str) -> list[dict[str, Any]]:
-    """`[{unit, kind, path, checksum, backup, saved: false}]` from the registered results of a
-    `stat` loop over `unit_files` (with `checksum_algorithm: sha256`). A file that vanished
-    is left out. `backup` keeps the original path under `backup_dir`."""
-    results = stat_results.get("results", []) if isinstance(stat_results, Mapping) else stat_results
+def backup_copies(files: Any) -> dict[str, str]:
+    """`{relative name: path}` for evidence_files' `copies`: each file of `unit_files` kept at its
+    own path under the backup directory (backup/etc/systemd/system/x.service)."""
+    return {str(f["path"]).lstrip("/"): str(f["path"]) for f in files or [] if f.get("path")}
+
+
+def backup_entries(files: Any, copied: Mapping | None, backup_dir: str) -> list[dict[str, Any]]:
+    """`[{unit, kind, path, checksum, backup, saved}]` for the manifest, from `unit_files` and
+    evidence_files' `copied` (its `copies` result). `saved` is true for a file copied and
+    verified; a file that vanished before the copy is left out. Without `copied` (check mode:
+    nothing is copied) every file is listed, unsaved, without a checksum."""
     entries: list[dict[str, Any]] = []
-    for result in results or []:
-        stat, item = result.get("stat") or {}, result.get("item") or {}
-        if not stat.get("exists"):
+    for item in files or []:
+        name = str(item["path"]).lstrip("/")
+        done = (copied or {}).get(name)
+        if copied is not None and done is None:
             continue
         entries.append(
             {
                 "unit": item.get("unit"),
                 "kind": item.get("kind"),
                 "path": item["path"],
-                "checksum": stat.get("checksum"),
-                "backup": f"{backup_dir.rstrip('/')}/{item['path'].lstrip('/')}",
-                "saved": False,
+                "checksum": done.get("sha256") if done else None,
+                "backup": f"{backup_dir.rstrip('/')}/{name}",
+                "saved": done is not None,
             }
         )
     return entries
@@ -159,4 +166,5 @@ class FilterModule:
             "scrub_secrets": scrub_secrets,
             "unit_files": unit_files,
             "backup_entries": backup_entries,
+            "backup_copies": backup_copies,
         }

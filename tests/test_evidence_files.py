@@ -3,6 +3,7 @@ and the names it refuses."""
 
 from __future__ import annotations
 
+import hashlib
 import stat
 from pathlib import Path
 
@@ -88,7 +89,8 @@ def test_names_outside_dest_are_refused_and_nothing_is_written(tmp_path: Path) -
             expect_failure=True,
         )
         assert result["msg"] == (
-            f"files: {name!r} must be relative to dest, without '..', so that nothing is written outside it."
+            f"files and copies: {name!r} must be relative to dest, without '..', so that nothing is written "
+            "outside it."
         )
     assert not dest.exists()
     assert not (tmp_path / "escaped.txt").exists()
@@ -109,3 +111,62 @@ def test_a_bad_mode_is_refused(tmp_path: Path) -> None:
         "evidence_files", {"dest": str(tmp_path), "files": FILES, "mode": "rw-r"}, expect_failure=True
     )
     assert result["msg"] == "mode must be an octal mode such as '0640' (got 'rw-r')."
+
+
+def test_copies_keep_bytes_and_permissions_and_return_checksums(tmp_path: Path) -> None:
+    """unit_backup's use: unit files copied under the backup directory in one call, each with its
+    SHA-256; a source that does not exist is listed, not copied; a second call changes nothing."""
+    unit = tmp_path / "etc" / "quantum-execution.service"
+    unit.parent.mkdir()
+    unit.write_bytes(b"[Service]\nExecStart=/opt/quantum/execution\n")
+    unit.chmod(0o644)
+    dropin = tmp_path / "etc" / "override.conf"
+    dropin.write_bytes(b"[Service]\nEnvironment=X=1\n")
+    dropin.chmod(0o600)
+    dest = tmp_path / "backup"
+    copies = {
+        "etc/quantum-execution.service": str(unit),
+        "etc/override.conf": str(dropin),
+        "etc/gone.conf": str(tmp_path / "gone.conf"),
+    }
+    args = {"dest": str(dest), "copies": copies}
+    result = run_ansible_module("evidence_files", args)
+    assert result["changed"] is True
+    assert result["missing"] == ["etc/gone.conf"]
+    assert result["written"] == ["etc/override.conf", "etc/quantum-execution.service"]
+    assert (dest / "etc/quantum-execution.service").read_bytes() == unit.read_bytes()
+    assert mode_of(dest / "etc/quantum-execution.service") == 0o644
+    assert mode_of(dest / "etc/override.conf") == 0o600
+    assert not (dest / "etc/gone.conf").exists()
+    assert result["copied"]["etc/override.conf"] == {
+        "src": str(dropin),
+        "sha256": hashlib.sha256(dropin.read_bytes()).hexdigest(),
+        "mode": "0600",
+    }
+    again = run_ansible_module("evidence_files", args)
+    assert again["changed"] is False
+    assert again["copied"] == result["copied"]
+
+
+def test_copies_in_check_mode_write_nothing(tmp_path: Path) -> None:
+    source = tmp_path / "x.service"
+    source.write_text("[Unit]\n")
+    result = run_ansible_module(
+        "evidence_files", {"dest": str(tmp_path / "backup"), "copies": {"x.service": str(source)}}, check=True
+    )
+    assert result["changed"] is True
+    assert result["copied"]["x.service"]["src"] == str(source)
+    assert not (tmp_path / "backup").exists()
+
+
+def test_a_copy_from_a_relative_source_or_named_twice_is_refused(tmp_path: Path) -> None:
+    relative = run_ansible_module(
+        "evidence_files", {"dest": str(tmp_path), "copies": {"a": "etc/a"}}, expect_failure=True
+    )
+    assert relative["msg"] == "copies: the source of 'a' must be an absolute path on the target."
+    twice = run_ansible_module(
+        "evidence_files",
+        {"dest": str(tmp_path), "files": {"a": "x"}, "copies": {"a": "/etc/hostname"}},
+        expect_failure=True,
+    )
+    assert twice["msg"] == "'a' is named in both files and copies: give it once."

@@ -95,24 +95,29 @@ def test_unit_files_lists_fragments_and_drop_ins_once() -> None:
 
 
 def test_backup_entries_keep_the_path_layout() -> None:
-    registered = {
-        "results": [
-            {
-                "item": {"unit": "a", "path": "/etc/systemd/system/a.service", "kind": "fragment"},
-                "stat": {"exists": True, "checksum": "ab" * 32},
-            },
-            {"item": {"unit": "a", "path": "/run/gone.conf", "kind": "drop-in"}, "stat": {"exists": False}},
-        ]
+    files = [
+        {"unit": "a", "path": "/etc/systemd/system/a.service", "kind": "fragment"},
+        {"unit": "a", "path": "/run/gone.conf", "kind": "drop-in"},
+    ]
+    assert evidence_format.backup_copies(files) == {
+        "etc/systemd/system/a.service": "/etc/systemd/system/a.service",
+        "run/gone.conf": "/run/gone.conf",
     }
-    assert evidence_format.backup_entries(registered, "/var/lib/qr/evidence/r1/backup/") == [
-        {
-            "unit": "a",
-            "kind": "fragment",
-            "path": "/etc/systemd/system/a.service",
-            "checksum": "ab" * 32,
-            "backup": "/var/lib/qr/evidence/r1/backup/etc/systemd/system/a.service",
-            "saved": False,
-        }
+    copied = {"etc/systemd/system/a.service": {"src": "/etc/systemd/system/a.service", "sha256": "ab" * 32}}
+    saved = {
+        "unit": "a",
+        "kind": "fragment",
+        "path": "/etc/systemd/system/a.service",
+        "checksum": "ab" * 32,
+        "backup": "/var/lib/qr/evidence/r1/backup/etc/systemd/system/a.service",
+        "saved": True,
+    }
+    assert evidence_format.backup_entries(files, copied, "/var/lib/qr/evidence/r1/backup/") == [saved]
+    # Check mode copies nothing: every file is listed, unsaved.
+    planned = evidence_format.backup_entries(files, None, "/var/lib/qr/evidence/r1/backup")
+    assert [(e["path"], e["saved"], e["checksum"]) for e in planned] == [
+        ("/etc/systemd/system/a.service", False, None),
+        ("/run/gone.conf", False, None),
     ]
 
 

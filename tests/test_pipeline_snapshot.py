@@ -146,6 +146,8 @@ SubState=running
 MainPID={pid}
 NRestarts=0
 ActiveEnterTimestampMonotonic=5000000
+FragmentPath=/etc/systemd/system/quantum-ai-strategy-router.service
+DropInPaths=/etc/systemd/system/router.service.d/a.conf /run/systemd/system/router.service.d/b.conf
 
 Id=quantum-execution.service
 LoadState=not-found
@@ -183,10 +185,16 @@ def test_a_stopped_process_behind_an_active_unit_is_seen(stopped_process):
     assert router["process_state_name"] == "stopped"
     assert abs(router["process_started_ms"] - time.time() * 1000) < 10_000
     assert router["active_since_ms"] == boot_s * 1000 + 5000
+    assert router["fragment_path"] == "/etc/systemd/system/quantum-ai-strategy-router.service"
+    assert router["drop_in_paths"] == [
+        "/etc/systemd/system/router.service.d/a.conf",
+        "/run/systemd/system/router.service.d/b.conf",
+    ]
     execution = units.unit_state(shown["quantum-execution"], boot_s)
     assert execution["exists"] is False
     assert (execution["main_pid"], execution["process_state"]) == (0, None)
     assert execution["active_since_ms"] is None
+    assert (execution["fragment_path"], execution["drop_in_paths"]) == (None, [])
 
 
 def test_a_process_gone_has_no_state():

@@ -16,6 +16,9 @@ UNIT_PROPERTIES = (
     "MainPID",
     "NRestarts",
     "ActiveEnterTimestampMonotonic",
+    # The files that define the unit (what a backup copies).
+    "FragmentPath",
+    "DropInPaths",
 )
 
 # The kernel's process states (proc(5)); T and t are a stopped or traced process, which does
@@ -116,4 +119,7 @@ def unit_state(shown: dict[str, str], boot_s: int, proc: str = "/proc") -> dict[
         "process_state_name": PROCESS_STATES.get(state) if state else None,
         "process_stopped": state in STOPPED_STATES,
         "process_started_ms": process["started_ms"] if process else None,
+        "fragment_path": shown.get("FragmentPath") or None,
+        # systemd separates the drop-ins with spaces (a path with a space is not a valid drop-in).
+        "drop_in_paths": (shown.get("DropInPaths") or "").split(),
     }

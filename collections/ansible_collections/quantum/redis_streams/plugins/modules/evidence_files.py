@@ -7,18 +7,20 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: evidence_files
-short_description: Write several text files under one directory in one task
+short_description: Write several text files, and copies of files, under one directory in one task
 description:
-  - Writes each entry of O(files) (a relative name and its text) under O(dest), with O(mode).
-    A file whose content and mode already match is left alone; C(changed) is true only when a
-    file's content or mode differs, or a directory is created.
+  - Writes each entry of O(files) (a relative name and its text) under O(dest), with O(mode), and
+    each entry of O(copies) (a relative name and a file on the target) as a byte-for-byte copy with
+    the source's permissions and its SHA-256 returned. A file whose content and mode already match
+    is left alone; C(changed) is true only when a file's content or mode differs, or a directory is
+    created.
   - O(dest), its missing parents and the subdirectories that O(files) names are created with
     O(directory_mode); directories that exist are left as they are.
   - Each file is written to a temporary file in its directory and renamed over the old one,
     so that a reader never sees half a file.
   - A name that is absolute or holds a C(..) component is refused before anything is written.
   - Used by the evidence, unit_backup and report roles to write a phase's files in one round
-    trip to the target.
+    trip to the target (unit_backup copies the unit files with O(copies)).
 version_added: "1.0.0"
 author:
   - quantum-remediation maintainers (@quantum-remediation)
@@ -33,7 +35,16 @@ options:
         (C(etc/x.conf)); it may not be absolute nor hold a C(..) component."
       - The text is written as given (UTF-8), with no newline added.
     type: dict
-    required: true
+    default: {}
+  copies:
+    description:
+      - "Files to copy under O(dest), as C({relative name: absolute path of the source on the target}).
+        Each is read once, written atomically with the source's permissions (O(mode) does not apply), read
+        back, and the source read again: when either differs from the first read (the source changed while
+        it was being copied) the module fails and says which."
+      - A source that does not exist is listed in RV(missing) and not copied.
+    type: dict
+    default: {}
   mode:
     description:
       - The permissions of every file, as an octal string (V('0640')) or number.
@@ -73,6 +84,15 @@ EXAMPLES = r"""
       services.json: "{{ services | to_nice_json }}\n"
     mode: "0640"
 
+- name: Copy two unit files into a run's backup, keeping their paths
+  quantum.redis_streams.evidence_files:
+    dest: /var/lib/quantum-remediation/evidence/20260117T070524Z-1a2b/backup
+    copies:
+      etc/systemd/system/quantum-execution.service: /etc/systemd/system/quantum-execution.service
+      etc/systemd/system/quantum-execution.service.d/override.conf: >-
+        /etc/systemd/system/quantum-execution.service.d/override.conf
+  register: copied
+
 - name: Write the backup's checksums and manifest
   quantum.redis_streams.evidence_files:
     dest: /var/lib/quantum-remediation/evidence/20260117T070524Z-1a2b/backup
@@ -99,6 +119,22 @@ unchanged:
   type: list
   elements: str
   sample: [mode.txt]
+copied:
+  description: Per name of O(copies) whose source exists, the source, its SHA-256 and its permissions
+    (whether or not the copy had to be written).
+  returned: always
+  type: dict
+  sample:
+    etc/systemd/system/quantum-execution.service:
+      src: /etc/systemd/system/quantum-execution.service
+      sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+      mode: "0644"
+missing:
+  description: The names of O(copies) whose source does not exist (nothing copied), sorted.
+  returned: always
+  type: list
+  elements: str
+  sample: []
 created_directories:
   description: The directories created (in check mode, that would be), parents first.
   returned: always
@@ -107,6 +143,7 @@ created_directories:
   sample: [/var/lib/quantum-remediation/evidence/20260117T070524Z-1a2b/before]
 """
 
+import hashlib
 import os
 import stat
 import tempfile
@@ -153,9 +190,23 @@ class EvidenceFiles:
     def __init__(self, module: AnsibleModule) -> None:
         self.module = module
         self.dest = os.path.abspath(module.params["dest"])
-        self.files: dict[str, Any] = module.params["files"]
         self.mode = self.octal_mode("mode", module.params["mode"])
         self.directory_mode = self.octal_mode("directory_mode", module.params["directory_mode"])
+        # Every name's bytes and mode: the texts with `mode`, the copies as their sources are.
+        self.contents: dict[str, tuple[bytes, int]] = {
+            name: (text.encode("utf-8"), self.mode) for name, text in module.params["files"].items()
+        }
+        self.copied: dict[str, dict[str, Any]] = {}
+        self.missing: list[str] = []
+        for name, src in sorted(module.params["copies"].items()):
+            data = read_bytes(src)
+            if data is None:
+                self.missing.append(name)
+                continue
+            mode = stat.S_IMODE(os.stat(src).st_mode)
+            self.contents[name] = (data, mode)
+            digest = hashlib.sha256(data).hexdigest()
+            self.copied[name] = {"src": src, "sha256": digest, "mode": f"{mode:04o}"}
         self.missing_dirs = self.directories_to_create()
 
     def octal_mode(self, option: str, value: Any) -> int:
@@ -176,7 +227,7 @@ class EvidenceFiles:
 
     def directories_to_create(self) -> list[str]:
         """dest's missing parents and itself, then each missing subdirectory the names hold."""
-        wanted = {self.dest} | {os.path.dirname(self.path(name)) for name in self.files}
+        wanted = {self.dest} | {os.path.dirname(self.path(name)) for name in self.contents}
         missing: list[str] = []
         for directory in sorted(wanted):
             chain = []
@@ -193,24 +244,24 @@ class EvidenceFiles:
     def plan(self) -> tuple[list[str], list[str], list[dict[str, Any]]]:
         """(names to write, names unchanged, diffs), from the files as they are now."""
         written, unchanged, diffs = [], [], []
-        for name in sorted(self.files):
+        for name in sorted(self.contents):
             path = self.path(name)
             if os.path.isdir(path):
-                self.module.fail_json(msg=f"files: {name!r} is a directory under {self.dest}, not a file.")
-            new = self.files[name].encode("utf-8")
+                self.module.fail_json(msg=f"{name!r} is a directory under {self.dest}, not a file.")
+            new, mode = self.contents[name]
             old = read_bytes(path)
             old_mode = stat.S_IMODE(os.stat(path).st_mode) if old is not None else None
-            if old == new and old_mode == self.mode:
+            if old == new and old_mode == mode:
                 unchanged.append(name)
                 continue
             written.append(name)
             if old == new:
                 diffs.append({"before_header": path, "after_header": path,
-                              "before": {"mode": f"{old_mode:04o}"}, "after": {"mode": f"{self.mode:04o}"}})
+                              "before": {"mode": f"{old_mode:04o}"}, "after": {"mode": f"{mode:04o}"}})
             else:
                 diffs.append({"before_header": path if old is not None else "(absent)", "after_header": path,
                               "before": (old or b"").decode("utf-8", errors="replace"),
-                              "after": self.files[name]})
+                              "after": new.decode("utf-8", errors="replace")})
         return written, unchanged, diffs
 
     def apply(self, written: list[str], done: list[str]) -> None:
@@ -219,26 +270,47 @@ class EvidenceFiles:
             os.mkdir(directory)
             os.chmod(directory, self.directory_mode)
         for name in written:
-            write_atomically(self.path(name), self.files[name].encode("utf-8"), self.mode)
+            data, mode = self.contents[name]
+            write_atomically(self.path(name), data, mode)
             done.append(name)
+
+    def changed_copies(self) -> list[str]:
+        """The copies whose written file or source no longer holds what was read first."""
+        changed = []
+        for name, copied in self.copied.items():
+            first = self.contents[name][0]
+            if read_bytes(self.path(name)) != first or read_bytes(copied["src"]) != first:
+                changed.append(name)
+        return changed
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "dest": {"type": "path", "required": True},
-            "files": {"type": "dict", "required": True},
+            "files": {"type": "dict", "default": {}},
+            "copies": {"type": "dict", "default": {}},
             "mode": {"type": "raw", "default": "0640"},
             "directory_mode": {"type": "raw", "default": "0750"},
         },
         supports_check_mode=True,
     )
-    names = [str(name) for name in module.params["files"]]
+    names = [str(name) for name in [*module.params["files"], *module.params["copies"]]]
     refused = bad_names(names)
     if refused:
         module.fail_json(
-            msg=f"files: {', '.join(repr(n) for n in refused)} must be relative to dest, without '..', "
-            "so that nothing is written outside it."
+            msg=f"files and copies: {', '.join(repr(n) for n in refused)} must be relative to dest, without "
+            "'..', so that nothing is written outside it."
+        )
+    both = sorted(set(module.params["files"]) & set(module.params["copies"]))
+    if both:
+        names_both = ", ".join(repr(n) for n in both)
+        module.fail_json(msg=f"{names_both} is named in both files and copies: give it once.")
+    relative = sorted(n for n, src in module.params["copies"].items() if not os.path.isabs(str(src)))
+    if relative:
+        module.fail_json(
+            msg=f"copies: the source of {', '.join(repr(n) for n in relative)} must be an absolute path "
+            "on the target."
         )
     not_text = [name for name, text in module.params["files"].items() if not isinstance(text, str)]
     if not_text:
@@ -260,11 +332,21 @@ def main() -> None:
                 not_written=[name for name in written if name not in done],
                 unchanged=unchanged,
             )
+        changed_copies = files.changed_copies()
+        if changed_copies:
+            module.fail_json(
+                msg=f"The copy of {', '.join(files.copied[n]['src'] for n in changed_copies)} differs from "
+                "its source: the source changed while it was being copied.",
+                written=done,
+                copied=files.copied,
+            )
     result: dict[str, Any] = {
         "changed": bool(written or files.missing_dirs),
         "dest": files.dest,
         "written": written,
         "unchanged": unchanged,
+        "copied": files.copied,
+        "missing": files.missing,
         "created_directories": files.missing_dirs,
     }
     if module._diff:

@@ -191,6 +191,15 @@ units:
         - When the main process started, in milliseconds since the epoch by the target's clock.
         - Null without a main process.
       type: int
+    fragment_path:
+      description: C(FragmentPath), the unit file; null when the unit has none (not installed).
+      type: str
+      sample: /etc/systemd/system/quantum-ai-strategy-router.service
+    drop_in_paths:
+      description: C(DropInPaths), the unit's drop-in files, in systemd's order.
+      type: list
+      elements: str
+      sample: [/etc/systemd/system/quantum-ai-strategy-router.service.d/override.conf]
 target_time_ms:
   description: The target's clock when the units were read, in milliseconds since the epoch.
   returned: always
