@@ -241,7 +241,8 @@ def measure_module_ansible(
     )
     cmd = [
         str(Path(sys.executable).parent / "ansible"), "localhost", "-i", "localhost,", "-c", "local",
-        "-m", "quantum.redis_streams.redis_stream_reclaim", "-a", json.dumps(module_args(server.port, batch_size)),
+        "-m", "quantum.redis_streams.redis_stream_reclaim",
+        "-a", json.dumps(module_args(server.port, batch_size)),
     ]  # fmt: skip
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=True)

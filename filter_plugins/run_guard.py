@@ -52,6 +52,7 @@ RUN_OPTIONS: dict[str, tuple] = {
     "stream_verify_stall_idle_ms": ("int", 0, None),
     "stream_verify_lag_tolerance": ("int", 0, None),
     "stream_verify_fail": ("bool",),
+    "stream_verify_replay_poll_s": ("int", 1, None),
     "report_fetch_root": ("path",),
     "report_fetch": ("bool",),
 }
@@ -72,6 +73,9 @@ INTERNAL = (
     "report_diagnosis_only",
     "report_failed_task",
     "unit_backup_dir",
+    "unit_backup_units",
+    "evidence_snapshot",
+    "consumer_recovery_stages",
 )
 
 
@@ -204,9 +208,8 @@ def pipeline_guard_problems(pipeline: Any) -> list[str]:
 
 
 def missing_unit_problems(states: Mapping[str, Any] | None, pipeline: Any, host: Any = None) -> list[str]:
-    """One sentence per pipeline unit the target's systemd does not know (`states`: the
-    evidence_format `unit_states` of one `systemctl show --property=Id,LoadState`), or could
-    not be asked about."""
+    """One sentence per pipeline unit the target's systemd does not know (`states`: the units
+    of a pipeline_snapshot, or evidence_format's `unit_states`), or could not be asked about."""
     stage_list = pipeline.get("stages") if isinstance(pipeline, Mapping) else None
     problems: list[str] = []
     for index, stage in enumerate(stage_list if isinstance(stage_list, list) else []):
@@ -224,6 +227,40 @@ def missing_unit_problems(states: Mapping[str, Any] | None, pipeline: Any, host:
                 f"{where} does not exist on {host} (systemd LoadState={load_state}): "
                 "fix the unit name in the pipeline definition or install the unit."
             )
+    return problems
+
+
+REDIS_IMPORT_FAILED = "Failed to import the required Python library (redis"
+
+
+def target_problems(
+    snapshot: Mapping[str, Any] | None, pipeline: Any, host: Any = None, fail_on_missing: bool = True
+) -> list[str]:
+    """One sentence per reason the target cannot run the pipeline, from preflight's
+    pipeline_snapshot (registered with failed_when false): its Python cannot import the Redis
+    client, the module failed (Redis unreachable, refused, a unit unreadable: the module's own
+    sentence), a pipeline unit systemd does not know, or (with `fail_on_missing`) a stream or
+    group missing in Redis. Empty when the target is ready; also for a snapshot not taken."""
+    result = snapshot if isinstance(snapshot, Mapping) else {}
+    if result.get("skipped") or not result:
+        return []
+    if result.get("failed"):
+        msg = str(result.get("msg") or "").strip()
+        if REDIS_IMPORT_FAILED in msg:
+            return [
+                f"The Python Redis client is missing on {host} (the target's Python cannot import redis): "
+                "install Debian's python3-redis (apt-get install python3-redis) or pip's redis for that "
+                "interpreter."
+            ]
+        if msg.startswith("MODULE FAILURE") or not msg:
+            detail = str(result.get("module_stderr") or result.get("module_stdout") or msg or "no output")
+            first = next((line.strip() for line in detail.splitlines() if line.strip()), "no output")
+            return [f"The target's Python could not run the pipeline snapshot on {host}: {first}."]
+        return [msg]
+    problems = missing_unit_problems(result.get("units"), pipeline, host)
+    missing = [str(name) for name in result.get("missing") or []]
+    if fail_on_missing and missing:
+        problems.append(f"Missing from Redis at {result.get('endpoint')}: {', '.join(missing)}.")
     return problems
 
 
@@ -264,6 +301,7 @@ class FilterModule:
             "run_option_problems": run_option_problems,
             "run_option_names": run_option_names,
             "missing_unit_problems": missing_unit_problems,
+            "target_problems": target_problems,
             "pipeline_guard_problems": pipeline_guard_problems,
             "path_problem": path_problem,
             "is_under": is_under,

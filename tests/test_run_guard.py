@@ -158,6 +158,44 @@ def test_missing_unit_is_named() -> None:
     assert problems[0].startswith(expected)
 
 
+def test_target_problems_one_sentence_each() -> None:
+    """preflight's pipeline_snapshot, registered with failed_when false: each way the target
+    cannot run the pipeline is one sentence; a ready target or a check not taken, none."""
+    target_problems = run_guard.target_problems
+    units = {stage["unit"]: {"load_state": "loaded"} for stage in PIPELINE["stages"]}
+    ready = {"failed": False, "units": units, "missing": [], "endpoint": "127.0.0.1:6390", "streams": {}}
+    assert target_problems(ready, PIPELINE, "qt-lab") == []
+    assert target_problems({"skipped": True}, PIPELINE, "qt-lab") == []
+    assert target_problems(None, PIPELINE, "qt-lab") == []
+    no_client = {
+        "failed": True,
+        "msg": "Failed to import the required Python library (redis) on qt-lab's Python",
+    }
+    assert target_problems(no_client, PIPELINE, "qt-lab") == [
+        "The Python Redis client is missing on qt-lab (the target's Python cannot import redis): install "
+        "Debian's python3-redis (apt-get install python3-redis) or pip's redis for that interpreter."
+    ]
+    no_python = {
+        "failed": True,
+        "msg": "MODULE FAILURE",
+        "module_stderr": "\n/bin/sh: 1: python3: not found\n",
+    }
+    assert target_problems(no_python, PIPELINE, "qt-lab") == [
+        "The target's Python could not run the pipeline snapshot on qt-lab: /bin/sh: 1: python3: not found."
+    ]
+    refused = {
+        "failed": True,
+        "msg": "Redis at 127.0.0.1:6390 refused the password: check pipeline.redis.password.",
+    }
+    assert target_problems(refused, PIPELINE, "qt-lab") == [refused["msg"]]
+    router = PIPELINE["stages"][1]["unit"]
+    broken = {**ready, "units": {**units, router: {"load_state": "not-found"}}, "missing": ["s/g", "t"]}
+    problems = target_problems(broken, PIPELINE, "qt-lab")
+    assert problems[0].startswith(f"pipeline.stages[1].unit {router} (stage router) does not exist on qt-lab")
+    assert problems[1] == "Missing from Redis at 127.0.0.1:6390: s/g, t."
+    assert target_problems(broken, PIPELINE, "qt-lab", fail_on_missing=False) == problems[:1]
+
+
 def test_run_id_shape() -> None:
     assert is_run_id("20260117T101734Z-ab12")
     assert not is_run_id("../../etc")
