@@ -291,11 +291,15 @@ class StreamInfo:
         ]
         # XINFO CONSUMERS gave each pending count: never ask for more entries than the consumer
         # holds, nor than the limit (the reply's size, hence the parse, is what this round costs).
-        groups = {(s, g): self.streams[s]["groups"][g]["consumers"] for s, g, _ in targets}
-        calls: list[Call] = [
-            lambda p, s=s, g=g, c=c: p.xpending_range(
-                s, g, "-", "+", min(self.scan_limit, groups[(s, g)][c]["pending"]), c
+        counts = {
+            target: min(
+                self.scan_limit,
+                self.streams[target[0]]["groups"][target[1]]["consumers"][target[2]]["pending"],
             )
+            for target in targets
+        }
+        calls: list[Call] = [
+            lambda p, s=s, g=g, c=c: p.xpending_range(s, g, "-", "+", counts[(s, g, c)], c)
             for s, g, c in targets
         ]
         for (stream, group, consumer), reply in zip(targets, run_pipelined(self.client, calls), strict=True):
