@@ -76,6 +76,7 @@ INTERNAL = (
     "unit_backup_units",
     "evidence_snapshot",
     "consumer_recovery_stages",
+    "stream_verify_first_snapshot",
 )
 
 
