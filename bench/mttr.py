@@ -30,7 +30,9 @@ What it does:
        flow    the final stream's newest entry comes, following source_id stage by stage, from an
                entry the first stage produced after the run started: the pipeline flows end to
                end again. This is the time to recover.
-     Wall time is the process's; overhead = recover.yml's wall time minus the windows it waited
+     First restart: when recover.yml's first unit restart began (profile_tasks' clock, from the
+     play's first task). Wall time is the process's; overhead = recover.yml's wall time minus the
+     windows it waited
      (its "Pausing for N seconds" lines: the evidence window only when one snapshot cannot
      decide, the verification window; the after phase reuses the verification window).
   4. the healthy no-op (unless --skip-noop): reset, then recover.yml at default settings (the
@@ -259,6 +261,7 @@ class Bench:
             "evidence": run_dir,
             "windows_s": windows,
             "overhead_s": round(wall - windows, 2),
+            "first_restart_s": first_restart(text),
             **milestones(watch),
             **recap,
             "verdicts_before": summary.get("verdicts_before"),
@@ -341,6 +344,24 @@ def parse_recap(text: str) -> dict:
     return {"recap": None, "tasks": None, "ran": None, "changed": None}
 
 
+RESTART_TASK = re.compile(r"^TASK \[service_restart : Restart (?!each unit|the units)[^\]]+\]")
+PROFILE_CLOCK = re.compile(r"\s(\d+):(\d\d):(\d\d(?:\.\d+)?) \*+\s*$")
+
+
+def first_restart(text: str) -> float | None:
+    """When the first unit restart began, in seconds on profile_tasks' clock (from the first
+    task of the play, so without ansible-playbook's own start-up): the line after the task's
+    header is `<date> (<previous task>)  H:MM:SS.sss *****`."""
+    lines = text.splitlines()
+    for index, line in enumerate(lines[:-1]):
+        if RESTART_TASK.match(line):
+            match = PROFILE_CLOCK.search(lines[index + 1])
+            if match:
+                hours, minutes, seconds = match.groups()
+                return round(int(hours) * 3600 + int(minutes) * 60 + float(seconds), 2)
+    return None
+
+
 def parse_profile(text: str) -> list[list]:
     """profile_tasks' summary: [[task name, seconds], ...], slowest first."""
     part = text.rpartition("TASKS RECAP")[2]
@@ -355,7 +376,8 @@ def parse_profile(text: str) -> list[list]:
 def run_line(rec: dict) -> str:
     return (
         f"{rec['tool']} W={rec['window']}: rc {rec['rc']} {rec['outcome']}, wall {rec['wall_s']} s "
-        f"(overhead {rec['overhead_s']} s), reads {rec['reads_s']} s, output {rec['output_s']} s, "
+        f"(overhead {rec['overhead_s']} s), first restart {rec.get('first_restart_s')} s, "
+        f"reads {rec['reads_s']} s, output {rec['output_s']} s, "
         f"flow {rec['flow_s']} s"
         + (f", tasks {rec['tasks']} (ran {rec['ran']}, changed {rec['changed']})" if "tasks" in rec else "")
         + f"; end {rec['end_state']}"
@@ -427,7 +449,7 @@ def print_summary(res: dict) -> None:
         for name, group in (("recover.yml", rec), ("runbook", book)):
             row[name] = {
                 k: med([r[k] for r in group])
-                for k in ("flow_s", "output_s", "reads_s", "wall_s", "overhead_s")
+                for k in ("flow_s", "output_s", "reads_s", "wall_s", "overhead_s", "first_restart_s")
             }
         a, b = row["recover.yml"], row["runbook"]
         log(f"W={window} s, {pairs} pair(s):")
@@ -437,7 +459,9 @@ def print_summary(res: dict) -> None:
                 f"  {name:<11} flow {fmt(m['flow_s'])}{never(group, 'flow_s')}, "
                 f"output {fmt(m['output_s'])}{never(group, 'output_s')}, "
                 f"reads {fmt(m['reads_s'])}{never(group, 'reads_s')}, wall {fmt(m['wall_s'])}, "
-                f"overhead (wall - windows) {fmt(m['overhead_s'])}; outcomes "
+                f"overhead (wall - windows) {fmt(m['overhead_s'])}"
+                + (f", first restart {fmt(m['first_restart_s'])}" if m["first_restart_s"] is not None else "")
+                + "; outcomes "
                 f"{', '.join(sorted({str(r['outcome']) for r in group}))}"
             )
         tasks = sorted({(r["tasks"], r["ran"], r["changed"]) for r in rec})
