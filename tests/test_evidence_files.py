@@ -170,3 +170,25 @@ def test_a_copy_from_a_relative_source_or_named_twice_is_refused(tmp_path: Path)
         expect_failure=True,
     )
     assert twice["msg"] == "'a' is named in both files and copies: give it once."
+
+
+def test_a_claim_is_created_once_and_refused_after(tmp_path: Path) -> None:
+    """The evidence role's phase before: the run's directory claimed (one mkdir) by the task
+    that writes its files; a second claim of the same directory writes nothing."""
+    run = tmp_path / "evidence" / "20261203T101500Z-ab12"
+    args = {"dest": str(run / "before"), "claim": str(run), "files": {"mode.txt": "TESTNET\n"}}
+    first = run_ansible_module("evidence_files", args)
+    assert (first["changed"], first["claim_exists"]) == (True, False)
+    assert (run / "before" / "mode.txt").read_text() == "TESTNET\n"
+    assert mode_of(run) == 0o750
+    again = run_ansible_module("evidence_files", {**args, "files": {"other.txt": "x\n"}}, expect_failure=True)
+    assert again["claim_exists"] is True
+    assert again["msg"] == f"{run} exists already: it is not this run's."
+    assert not (run / "before" / "other.txt").exists()
+    checked = run_ansible_module("evidence_files", args, check=True, expect_failure=True)
+    assert checked["claim_exists"] is True
+    outside = run_ansible_module(
+        "evidence_files", {**args, "claim": str(tmp_path / "elsewhere")}, expect_failure=True
+    )
+    elsewhere = tmp_path / "elsewhere"
+    assert outside["msg"] == f"claim {elsewhere} must be dest {run / 'before'} or one of its parents."

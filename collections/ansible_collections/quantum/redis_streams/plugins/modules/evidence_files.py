@@ -45,6 +45,14 @@ options:
       - A source that does not exist is listed in RV(missing) and not copied.
     type: dict
     default: {}
+  claim:
+    description:
+      - A directory that must not exist yet, O(dest) or one of its parents - a run's own directory,
+        named after a run id that must be new. It is created first with one C(mkdir) (atomic - of two
+        runs given the same name, one gets it), its missing parents before it; when it exists already
+        nothing is written and the module fails with RV(claim_exists) true.
+      - In check mode nothing is created; the module fails the same way when it exists.
+    type: path
   mode:
     description:
       - The permissions of every file, as an octal string (V('0640')) or number.
@@ -129,6 +137,11 @@ copied:
       src: /etc/systemd/system/quantum-execution.service
       sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
       mode: "0644"
+claim_exists:
+  description: Whether O(claim) existed already (then nothing was written).
+  returned: when O(claim) is given
+  type: bool
+  sample: false
 missing:
   description: The names of O(copies) whose source does not exist (nothing copied), sorted.
   returned: always
@@ -210,6 +223,10 @@ class EvidenceFiles:
         self.missing_dirs = self.directories_to_create()
 
     def octal_mode(self, option: str, value: Any) -> int:
+        return self.octal_mode_of(self.module, option, value)
+
+    @staticmethod
+    def octal_mode_of(module: AnsibleModule, option: str, value: Any) -> int:
         """An option's mode as an int: an int as it is (YAML 0640), a string read as octal."""
         if isinstance(value, int) and not isinstance(value, bool):
             mode = value
@@ -219,7 +236,7 @@ class EvidenceFiles:
             except ValueError:
                 mode = -1
         if not 0 <= mode <= 0o7777:
-            self.module.fail_json(msg=f"{option} must be an octal mode such as '0640' (got {value!r}).")
+            module.fail_json(msg=f"{option} must be an octal mode such as '0640' (got {value!r}).")
         return mode
 
     def path(self, name: str) -> str:
@@ -284,6 +301,28 @@ class EvidenceFiles:
         return changed
 
 
+def claim_directory(module: AnsibleModule, claim: str) -> None:
+    """Create `claim` (dest or one of its parents) with one mkdir, its parents first; fail,
+    writing nothing, when it exists or cannot be created."""
+    claim = os.path.abspath(claim)
+    dest = os.path.abspath(module.params["dest"])
+    if os.path.commonpath([claim, dest]) != claim:
+        module.fail_json(msg=f"claim {claim} must be dest {dest} or one of its parents.")
+    mode = EvidenceFiles.octal_mode_of(module, "directory_mode", module.params["directory_mode"])
+    if os.path.lexists(claim):
+        module.fail_json(msg=f"{claim} exists already: it is not this run's.", claim_exists=True)
+    if module.check_mode:
+        return
+    try:
+        os.makedirs(os.path.dirname(claim), mode=mode, exist_ok=True)
+        os.mkdir(claim, mode)
+        os.chmod(claim, mode)
+    except FileExistsError:
+        module.fail_json(msg=f"{claim} exists already: it is not this run's.", claim_exists=True)
+    except OSError as exc:
+        module.fail_json(msg=f"Could not create {claim}: {exc}.", claim_exists=False)
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -292,6 +331,7 @@ def main() -> None:
             "copies": {"type": "dict", "default": {}},
             "mode": {"type": "raw", "default": "0640"},
             "directory_mode": {"type": "raw", "default": "0750"},
+            "claim": {"type": "path"},
         },
         supports_check_mode=True,
     )
@@ -318,6 +358,9 @@ def main() -> None:
             msg=f"files: the content of {', '.join(repr(n) for n in sorted(not_text))} is not text: "
             "render it first (to_nice_json, a template lookup)."
         )
+    claim = module.params["claim"]
+    if claim is not None:
+        claim_directory(module, claim)
     files = EvidenceFiles(module)
     written, unchanged, diffs = files.plan()
     if not module.check_mode:
@@ -349,6 +392,8 @@ def main() -> None:
         "missing": files.missing,
         "created_directories": files.missing_dirs,
     }
+    if claim is not None:
+        result["claim_exists"] = False
     if module._diff:
         result["diff"] = diffs
     module.exit_json(**result)
