@@ -170,5 +170,5 @@ def test_the_parent_directory_must_exist(tmp_path: Path) -> None:
 
 
 def test_the_project_calls_it_by_its_fqcn() -> None:
-    lock_tasks = (PROJECT_ROOT / "roles/preflight/tasks/lock.yml").read_text()
+    lock_tasks = (PROJECT_ROOT / "roles/preflight/tasks/main.yml").read_text()
     assert "quantum.redis_streams.run_lock:" in lock_tasks
