@@ -448,7 +448,7 @@ def print_summary(res: dict) -> None:
         row: dict[str, dict] = {}
         for name, group in (("recover.yml", rec), ("runbook", book)):
             row[name] = {
-                k: med([r[k] for r in group])
+                k: med([r.get(k) for r in group])
                 for k in ("flow_s", "output_s", "reads_s", "wall_s", "overhead_s", "first_restart_s")
             }
         a, b = row["recover.yml"], row["runbook"]
