@@ -1,6 +1,6 @@
 """Pure functions the remediation roles (consumer_recovery, governor, service_restart,
 stream_verify) compute their plans and checks with: what to reclaim, which stages to
-restart, whether a restarted service's consumer advanced, what verification found.
+restart, what verification found.
 
 No I/O: plain data in (the inventory's `pipeline`, `redis_stream_info` results,
 `stage_verdicts`, module results), plain data out. Shapes are in docs/interfaces.md.
@@ -15,6 +15,9 @@ try:
     from ansible.errors import AnsibleFilterError
 except ImportError:  # the functions stay usable without Ansible installed
     AnsibleFilterError = ValueError  # type: ignore[misc,assignment]
+
+# Whether a stream grew: one definition, shared with the collection's pipeline_restart.
+from ansible_collections.quantum.redis_streams.plugins.module_utils.progress import stream_grew, stream_of
 
 RESTART_VERDICTS = ("STALLED", "STOPPED")
 
@@ -394,63 +397,6 @@ def stages_to_restart(verdicts: Mapping | None, *lists: Iterable[str] | None) ->
     return names
 
 
-def unit_stage(pipeline: Mapping, unit: str) -> dict:
-    """The stage whose `unit` is `unit` (`.service` optional), or {} for a unit outside it."""
-    wanted = unit[: -len(".service")] if unit.endswith(".service") else unit
-    for stage in _stages(pipeline):
-        if stage.get("unit") in (wanted, f"{wanted}.service"):
-            return dict(stage)
-    return {}
-
-
-def _stream(info: Any, name: Any) -> Mapping:
-    return _mapping(_mapping(_mapping(info).get("streams")).get(name))
-
-
-def _stream_grew(before: Mapping, after: Mapping) -> bool:
-    added = (_int(after.get("entries_added")), _int(before.get("entries_added")))
-    if None not in added:
-        return added[0] > added[1]
-    if after.get("last_entry_id") and after.get("last_entry_id") != before.get("last_entry_id"):
-        return True
-    return (_int(after.get("length")) or 0) > (_int(before.get("length")) or 0)
-
-
-def stage_advanced(stage: Mapping, before: Mapping, after: Mapping) -> dict:
-    """Whether a (restarted) stage's work moved between two `redis_stream_info` results:
-    `{advanced, how}`. A consumer stage advances when its group's entries-read grows, its
-    live consumer's pending drains, or the live consumer was seen after `before` was taken
-    (idle reset, or it appeared); a producer when its output stream grows."""
-    if not stage:
-        return {"advanced": False, "how": "not a stage of the pipeline"}
-    if not stage.get("input_stream"):
-        output = stage.get("output_stream")
-        grew = _stream_grew(_stream(before, output), _stream(after, output))
-        how = f"{stage.get('output_stream')} {'grew' if grew else 'did not grow'}"
-        return {"advanced": grew, "how": how}
-    group_before, group_after = _group_info(before, stage), _group_info(after, stage)
-    live = stage.get("consumer")
-    read = (_int(group_before.get("entries_read")), _int(group_after.get("entries_read")))
-    if None not in read and read[1] > read[0]:
-        return {"advanced": True, "how": f"group {stage.get('group')} read {read[1] - read[0]} entries"}
-    consumer_before = _mapping(group_before.get("consumers")).get(live)
-    consumer_after = _mapping(group_after.get("consumers")).get(live)
-    if consumer_after is None:
-        return {"advanced": False, "how": f"consumer {live} is absent from group {stage.get('group')}"}
-    if consumer_before is None:
-        return {"advanced": True, "how": f"consumer {live} joined group {stage.get('group')}"}
-    pending = (_int(_mapping(consumer_before).get("pending")), _int(_mapping(consumer_after).get("pending")))
-    if None not in pending and pending[1] < pending[0]:
-        return {"advanced": True, "how": f"{live} acknowledged {pending[0] - pending[1]} pending entries"}
-    elapsed = (_int(_mapping(after.get("server")).get("time_ms")) or 0) - (
-        _int(_mapping(before.get("server")).get("time_ms")) or 0
-    )
-    idle = _int(_mapping(consumer_after).get("idle_ms"))
-    if idle is not None and idle < elapsed:
-        return {"advanced": True, "how": f"{live} was seen {idle} ms ago, after the restart"}
-    return {"advanced": False, "how": f"{live} has not read since the restart"}
-
-
 # ---------------------------------------------------------------------------------------
 # stream_verify
 
@@ -512,7 +458,7 @@ def verify_findings(
         if verdict.get("verdict") not in (None, "OK") and not (draining or _legitimately_blocked(verdict)):
             problems.append(f"{verdict.get('verdict')}: {verdict.get('reason')}")
         output = stage.get("output_stream")
-        if growth_required and not _stream_grew(_stream(before, output), _stream(after, output)):
+        if growth_required and not stream_grew(stream_of(before, output), stream_of(after, output)):
             problems.append(f"{output} did not grow")
         if stage.get("input_stream"):
             problems.extend(_group_problems(stage, before, after, verdict, tolerance, draining))
@@ -665,8 +611,6 @@ class FilterModule:
             "governed_stage": governed_stage,
             "stages_to_restart": stages_to_restart,
             "governor_summary": governor_summary,
-            "unit_stage": unit_stage,
-            "stage_advanced": stage_advanced,
             "demand_growth": demand_growth,
             "verify_findings": verify_findings,
             "verify_sentence": verify_sentence,

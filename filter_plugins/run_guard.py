@@ -68,6 +68,8 @@ INTERNAL = (
     "consumer_recovery_verdicts",
     "service_restart_verdicts",
     "service_restart_unit_list",
+    "service_restart_governor",
+    "service_restart_before",
     "stream_verify_before_verdicts",
     "report_fetch_dir",
     "report_diagnosis_only",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import collection_util
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT / "filter_plugins"))
@@ -407,14 +408,10 @@ def test_stages_to_restart_merges_without_duplicates():
     assert rm.stages_to_restart({}, []) == []
 
 
-def test_unit_stage():
-    assert rm.unit_stage(PIPELINE, "quantum-execution")["name"] == "execution"
-    assert rm.unit_stage(PIPELINE, "quantum-execution.service")["name"] == "execution"
-    assert rm.unit_stage(PIPELINE, "redis-server") == {}
-
-
 # ---------------------------------------------------------------------------------------
-# stage_advanced
+# stage_advanced (the collection's module_utils/progress.py, which pipeline_restart waits with)
+
+stage_advanced = collection_util("progress").stage_advanced
 
 
 ROUTER = PIPELINE["stages"][1]
@@ -425,25 +422,25 @@ def test_advanced_when_entries_read_grows():
     before = info(router=group({"router-1": consumer()}, entries_read=5))
     after = info(time_ms=T0 + 2000, router=group({"router-1": consumer()}, entries_read=9))
     expected = {"advanced": True, "how": "group router read 4 entries"}
-    assert rm.stage_advanced(ROUTER, before, after) == expected
+    assert stage_advanced(ROUTER, before, after) == expected
 
 
 def test_advanced_when_the_pel_drains():
     before = info(router=group({"router-1": consumer(3, 99_000)}))
     after = info(time_ms=T0 + 2000, router=group({"router-1": consumer(0, 101_000)}))
-    assert rm.stage_advanced(ROUTER, before, after)["how"] == "router-1 acknowledged 3 pending entries"
+    assert stage_advanced(ROUTER, before, after)["how"] == "router-1 acknowledged 3 pending entries"
 
 
 def test_advanced_when_the_consumer_is_seen_after_the_restart():
     before = info(router=group({"router-1": consumer(0, 99_000)}))
     after = info(time_ms=T0 + 2000, router=group({"router-1": consumer(0, 500)}))
-    assert rm.stage_advanced(ROUTER, before, after)["advanced"] is True
+    assert stage_advanced(ROUTER, before, after)["advanced"] is True
 
 
 def test_not_advanced_when_nothing_moved():
     before = info(router=group({"router-1": consumer(3, 99_000)}))
     after = info(time_ms=T0 + 2000, router=group({"router-1": consumer(3, 101_000)}))
-    assert rm.stage_advanced(ROUTER, before, after) == {
+    assert stage_advanced(ROUTER, before, after) == {
         "advanced": False,
         "how": "router-1 has not read since the restart",
     }
@@ -452,14 +449,14 @@ def test_not_advanced_when_nothing_moved():
 def test_consumer_joining_or_absent():
     before = info(router=group({}))
     joined = info(time_ms=T0 + 10, router=group({"router-1": consumer(0, 5)}))
-    assert rm.stage_advanced(ROUTER, before, joined)["how"] == "consumer router-1 joined group router"
-    assert rm.stage_advanced(ROUTER, joined, before)["advanced"] is False
+    assert stage_advanced(ROUTER, before, joined)["how"] == "consumer router-1 joined group router"
+    assert stage_advanced(ROUTER, joined, before)["advanced"] is False
 
 
 def test_producer_advances_when_its_output_grows():
-    assert rm.stage_advanced(ENGINE, info(decision=10), info(decision=12))["advanced"] is True
-    assert rm.stage_advanced(ENGINE, info(decision=10), info(decision=10))["advanced"] is False
-    assert rm.stage_advanced({}, info(), info())["how"] == "not a stage of the pipeline"
+    assert stage_advanced(ENGINE, info(decision=10), info(decision=12))["advanced"] is True
+    assert stage_advanced(ENGINE, info(decision=10), info(decision=10))["advanced"] is False
+    assert stage_advanced({}, info(), info())["how"] == "not a stage of the pipeline"
 
 
 # ---------------------------------------------------------------------------------------

@@ -212,31 +212,13 @@ elapsed_ms:
   sample: 12
 """
 
-import shutil
-import time
-import traceback
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.quantum.redis_streams.plugins.module_utils.governor import Governor, governor_spec
 from ansible_collections.quantum.redis_streams.plugins.module_utils.redis_connection import (
     connection_argument_spec,
-    describe_endpoint,
-    explain_redis_error,
-    redis_client,
 )
-from ansible_collections.quantum.redis_streams.plugins.module_utils.stream_info import (
-    StreamInfo,
-    WrongType,
-    module_connection_and_scan_limit,
-    requested_from_pipeline,
-)
-from ansible_collections.quantum.redis_streams.plugins.module_utils.units import (
-    boot_time_s,
-    parse_systemctl_show,
-    systemctl_show_argv,
-    unit_state,
-)
+from ansible_collections.quantum.redis_streams.plugins.module_utils.snapshot import PipelineReader
 
 
 def argument_spec() -> dict[str, Any]:
@@ -253,97 +235,15 @@ def argument_spec() -> dict[str, Any]:
     return spec
 
 
-def governor_problem(governor: Any) -> tuple[dict[str, Any] | None, str | None]:
-    """pipeline.governor with redis_governor's defaults filled in, or a sentence saying what is wrong."""
-    if not isinstance(governor, dict):
-        return None, f"pipeline.governor must be a dictionary, got {type(governor).__name__}."
-    options = governor_spec()["options"]
-    filled: dict[str, Any] = {}
-    for name, option in options.items():
-        value = governor.get(name, option.get("default"))
-        if value in (None, ""):
-            return None, f"pipeline.governor.{name} is missing: the governor cannot be read without it."
-        filled[name] = str(value)
-    return filled, None
-
-
-def stage_units(pipeline: dict[str, Any]) -> list[str]:
-    """Each stage's unit, once, in the pipeline's order."""
-    return list(dict.fromkeys(str(stage["unit"]) for stage in pipeline["stages"] if stage.get("unit")))
-
-
-def read_units(module: AnsibleModule, units: list[str]) -> dict[str, dict[str, Any]]:
-    if not units:
-        return {}
-    systemctl = module.params["systemctl"]
-    if "/" not in systemctl and shutil.which(systemctl) is None:
-        module.fail_json(msg=f"{systemctl} is not on the target's PATH: set units=false to read Redis only.")
-    rc, out, err = module.run_command(systemctl_show_argv(systemctl, units))
-    if rc != 0:
-        module.fail_json(
-            msg=f"systemctl show failed on the target (rc {rc}: {err.strip() or out.strip()}): "
-            "the units cannot be read (units=false reads Redis only)."
-        )
-    try:
-        shown = parse_systemctl_show(out, units)
-    except ValueError as exc:
-        module.fail_json(msg=f"Could not read the units: {exc}.")
-    boot_s = boot_time_s()
-    return {unit: unit_state(shown[unit], boot_s) for unit in units}
-
-
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
-    pipeline = params["pipeline"]
-    connection, scan_limit = module_connection_and_scan_limit(module)
-    requested, problem = requested_from_pipeline(pipeline)
-    if problem:
-        module.fail_json(msg=problem)
-    governor_wanted = params["governor"] and pipeline.get("governor") is not None
-    governor_options = None
-    if governor_wanted:
-        governor_options, problem = governor_problem(pipeline["governor"])
-        if problem:
-            module.fail_json(msg=problem)
-
-    started = time.perf_counter()
-    client = redis_client(module, connection)
-    info = StreamInfo(client, requested, scan_limit)
-    governor_state = None
+    reader = PipelineReader(module, governor=params["governor"])
     try:
-        try:
-            info.collect()
-        except WrongType as exc:
-            module.fail_json(msg=str(exc))
-        except Exception as exc:  # every server or client failure becomes one sentence
-            module.fail_json(
-                msg=explain_redis_error(exc, connection, "reading the streams"),
-                exception=traceback.format_exc(),
-            )
-        if governor_wanted:
-            governor = Governor(module, client, spec=governor_options, connection=connection)
-            governor_state = governor.state()
-            if governor_state["over_limit"]:
-                governor.count()
-            governor_state.update(
-                results_today=governor.results_today, counted_stream_exists=governor.counted_stream_exists
-            )
+        snapshot = reader.read(units=None if params["units"] else [], governor=params["governor"])
     finally:
-        client.close()
-    units = read_units(module, stage_units(pipeline)) if params["units"] else {}
-    target_time_ms = int(time.time() * 1000)
-    module.exit_json(
-        changed=False,
-        endpoint=describe_endpoint(connection),
-        server=info.server,
-        streams=info.streams,
-        missing=info.missing,
-        governor=governor_state,
-        units=units,
-        target_time_ms=target_time_ms,
-        elapsed_ms=int((time.perf_counter() - started) * 1000),
-    )
+        reader.close()
+    module.exit_json(changed=False, **snapshot)
 
 
 if __name__ == "__main__":
