@@ -344,8 +344,34 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
     }
 
 
+def run_ending(
+    failed_task: Any,
+    summary: Any = None,
+    run_id: Any = None,
+    mode: Any = None,
+    mode_reason: Any = None,
+    changes_allowed: Any = False,
+) -> str:
+    """The sentence a playbook (recover.yml, rollback.yml) ends with after its report and the
+    lock release, or "" when it ends well: the failure that stopped the run (the summary's
+    telling of it first), else the mode gate's refusal, so that a LIVE or UNKNOWN run exits
+    non-zero. `run_id`: only a valid one (is_run_id), else None."""
+    failed = _mapping(failed_task)
+    if failed:
+        named = f" {run_id}" if run_id else ""
+        told = _mapping(_mapping(summary).get("failed_task")).get("msg") or failed.get("msg")
+        told = str(told or "see the task output above").strip()
+        return f'The run{named} stopped at "{failed.get("name") or "a step"}": {told}'
+    if not changes_allowed:
+        return (
+            f"Mode is {mode or 'UNKNOWN'} ({mode_reason or 'the mode was not read'}): nothing was "
+            "changed; the plan above is what a TESTNET run would do."
+        )
+    return ""
+
+
 class FilterModule:
     """The run's report."""
 
     def filters(self) -> dict[str, Any]:
-        return {"run_summary": run_summary}
+        return {"run_summary": run_summary, "run_ending": run_ending}

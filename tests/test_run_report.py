@@ -480,3 +480,30 @@ def test_the_failure_reason_keeps_a_specific_sentence_and_what_follows_the_gener
     facts = _partial_failure_facts()
     facts["consumer_recovery_results"] = {}
     assert run_summary(facts)["failed_task"]["msg"] == "One or more items failed"
+
+
+# ---------------------------------------------------------------------------------------
+# run_ending: the sentence recover.yml and rollback.yml end with
+
+
+def test_run_ending_tells_the_failure_the_summary_told_first():
+    failed = {"name": "Restart the units", "msg": "raw module message"}
+    summary = {"failed_task": {"msg": "Unit x did not recover within 60 s. "}}
+    ending = run_report.run_ending(failed, summary, RUN_ID, "TESTNET", "r", True)
+    assert ending == f'The run {RUN_ID} stopped at "Restart the units": Unit x did not recover within 60 s.'
+    ending = run_report.run_ending(failed, None, None)
+    assert ending == 'The run stopped at "Restart the units": raw module message'
+    assert run_report.run_ending({"name": ""}, None).endswith('"a step": see the task output above')
+
+
+def test_run_ending_refuses_a_run_the_mode_gate_kept_from_changing():
+    ending = run_report.run_ending({}, None, RUN_ID, "LIVE", "BINANCE_TESTNET=false", False)
+    assert ending == (
+        "Mode is LIVE (BINANCE_TESTNET=false): nothing was changed; "
+        "the plan above is what a TESTNET run would do."
+    )
+    assert run_report.run_ending(None, None).startswith("Mode is UNKNOWN (the mode was not read)")
+
+
+def test_run_ending_is_empty_when_the_run_ends_well():
+    assert run_report.run_ending({}, {"failed_task": None}, RUN_ID, "TESTNET", "r", True) == ""

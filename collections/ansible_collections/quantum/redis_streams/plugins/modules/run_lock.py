@@ -91,6 +91,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+path:
+  description: The lock directory (O(path)), to release the lock with.
+  returned: success
+  type: str
+  sample: /run/quantum-remediation-quantum-trader.lock
+  version_added: "1.3.0"
 found:
   description:
     - What was found - V(free), V(held) (another run holds it), V(stale) (older than O(stale_s)),
@@ -316,7 +322,7 @@ def main() -> None:
         module.fail_json(msg=f"stale_s must be 1 or more, got {module.params['stale_s']}.")
     lock = RunLock(module)
     result = lock.take() if module.params["state"] == "present" else lock.release()
-    module.exit_json(changed=False, **result)
+    module.exit_json(changed=False, path=module.params["path"], **result)
 
 
 if __name__ == "__main__":
