@@ -930,6 +930,70 @@ def holders_proven_dead(verdicts: Mapping | None, pipeline: Mapping) -> dict[str
     return proven
 
 
+def _kept(snapshot: Mapping) -> dict:
+    """What a phase keeps of a snapshot as its delta's end: the server, the streams, what is
+    missing - nothing of the connection."""
+    return {
+        "server": snapshot.get("server"),
+        "streams": snapshot.get("streams"),
+        "missing": snapshot.get("missing") or [],
+    }
+
+
+def evidence_judgement(
+    first: Mapping,
+    last: Mapping,
+    pipeline: Mapping,
+    one_snapshot: bool = True,
+    stall_idle_ms: int = DEFAULT_STALL_IDLE_MS,
+    lag_tolerance: int = 0,
+) -> dict:
+    """One evidence phase's judgement, every derived value computed once: `{t0, t1, services,
+    governor, deltas, one_snapshot, verdicts, stop_point, layers}`.
+
+    `first` and `last` are the phase's two snapshots (pipeline_snapshot results; the same one
+    when no window was waited): the delta check runs from `first` to `last`, and the units and
+    the governor are `last`'s. With `one_snapshot`, the verdicts are `first`'s own
+    (snapshot_verdicts) when its clocks decide every stage; otherwise they are judged over the
+    window (stage_verdicts). `governor` is shaped as redis_governor returns it (the governor,
+    and today's results when they were counted), {} without one."""
+    first, last = _mapping(first), _mapping(last)
+    t0, t1 = _kept(first), _kept(last)
+    services = _mapping(last.get("units"))
+    state = last.get("governor")
+    governor = (
+        {
+            "governor": state,
+            "results_today": state.get("results_today"),
+            "counted_stream_exists": state.get("counted_stream_exists"),
+        }
+        if isinstance(state, Mapping)
+        else {}
+    )
+    one = snapshot_verdicts(first, pipeline, stall_idle_ms) if one_snapshot else None
+    if one is not None and not snapshot_decides(one):
+        one = None
+    verdicts = (
+        one
+        if one is not None
+        else stage_verdicts(
+            t0, t1, pipeline, services, governor.get("governor"), stall_idle_ms=stall_idle_ms,
+            lag_tolerance=lag_tolerance,
+        )
+    )
+    return {
+        "t0": t0,
+        "t1": t1,
+        "services": dict(services),
+        "governor": governor,
+        "deltas": stream_deltas(t0, t1),
+        "one_snapshot": one,
+        "verdicts": verdicts,
+        "stop_point": stop_point(verdicts, pipeline),
+        "layers": pipeline_layers(verdicts, pipeline),
+    }
+
+
 # ---------------------------------------------------------------------------------------
 # stop point, layers, restart order
 
@@ -1136,6 +1200,7 @@ class FilterModule:
             "stage_verdicts": stage_verdicts,
             "snapshot_verdicts": snapshot_verdicts,
             "snapshot_decides": snapshot_decides,
+            "evidence_judgement": evidence_judgement,
             "unproven_holders": unproven_holders,
             "holders_proven_dead": holders_proven_dead,
             "stop_point": stop_point,

@@ -1150,12 +1150,58 @@ def test_validate_pipeline_rejects_non_mappings():
     ]
 
 
+# ---------------------------------------------------------------------------------------
+# evidence_judgement: one phase's judgement, computed once
+
+
+def seed_snapshots() -> tuple[dict, dict]:
+    """The seed incident's two snapshots as pipeline_snapshot returns them: units and governor too."""
+    before, after = seed_incident()
+    governor = {**GOVERNOR_POISONED, "results_today": 5, "counted_stream_exists": True}
+    extra = {"units": services(), "governor": governor, "endpoint": "127.0.0.1:6379"}
+    return {**before, **extra}, {**after, **extra}
+
+
+def test_evidence_judgement_takes_one_snapshots_verdicts_when_they_decide():
+    first, _ = seed_snapshots()
+    judged = sh.evidence_judgement(first, first, PIPELINE)
+    assert judged["one_snapshot"] == sh.snapshot_verdicts(first, PIPELINE)
+    assert judged["verdicts"] is judged["one_snapshot"]
+    assert verdicts_of(judged["verdicts"]) == {"ai_engine": "BLOCKED", "router": "STALLED", "execution": "OK"}
+    assert judged["stop_point"] == sh.stop_point(judged["verdicts"], PIPELINE)
+    assert judged["layers"] == sh.pipeline_layers(judged["verdicts"], PIPELINE)
+    # Nothing of the connection is kept; the governor is shaped as redis_governor returns it.
+    assert set(judged["t0"]) == {"server", "streams", "missing"} and judged["t0"] == judged["t1"]
+    assert judged["governor"] == {
+        "governor": first["governor"], "results_today": 5, "counted_stream_exists": True,
+    }
+    assert judged["services"] == services()
+
+
+def test_evidence_judgement_judges_over_the_window_otherwise():
+    first, last = seed_snapshots()
+    judged = sh.evidence_judgement(first, last, PIPELINE, one_snapshot=False, stall_idle_ms=30_000)
+    assert judged["one_snapshot"] is None
+    assert judged["verdicts"] == sh.stage_verdicts(
+        judged["t0"], judged["t1"], PIPELINE, services(), last["governor"], stall_idle_ms=30_000
+    )
+    assert judged["deltas"] == sh.stream_deltas(judged["t0"], judged["t1"])
+    assert judged["deltas"]["window_ms"] == WINDOW
+
+
+def test_evidence_judgement_without_a_governor():
+    first, _ = seed_snapshots()
+    judged = sh.evidence_judgement({**first, "governor": None}, {**first, "governor": None}, PIPELINE)
+    assert judged["governor"] == {}
+
+
 def test_filter_module_exports_every_function():
     assert set(sh.FilterModule().filters()) == {
         "stream_deltas",
         "stage_verdicts",
         "snapshot_verdicts",
         "snapshot_decides",
+        "evidence_judgement",
         "unproven_holders",
         "holders_proven_dead",
         "stop_point",
