@@ -293,6 +293,28 @@ def _merge_consumer(first: Mapping, second: Mapping) -> dict:
     return merged
 
 
+def reclaim_results_by_stage(runs: Any, loop_var: str) -> dict[str, dict]:
+    """`{stage: result}` from the results of a loop of redis_stream_reclaim over a plan (the
+    stage is `<loop_var>.stage`), without Ansible's own keys. The loop runs with
+    `failed_when: false` so that every stage's result is recorded; a result with a module
+    message is a failure (the module returns `msg` only when it fails) and keeps
+    `failed: true`."""
+    by_stage: dict[str, dict] = {}
+    for run in runs if isinstance(runs, list) else []:
+        run = _mapping(run)
+        stage = _mapping(run.get(loop_var)).get("stage")
+        if stage is None:
+            continue
+        result = {
+            key: value
+            for key, value in run.items()
+            if key not in ("invocation", loop_var, "ansible_loop_var", "failed_when_result")
+        }
+        result["failed"] = bool(run.get("failed") or run.get("msg"))
+        by_stage[str(stage)] = result
+    return by_stage
+
+
 def merge_reclaim_results(first: Mapping | None, second: Mapping | None) -> dict:
     """`{stage: reclaim result}` of two passes as one: a stage in both keeps the second pass's
     fields, with its consumers merged (moved, dead-lettered and deleted summed, retired if
@@ -608,6 +630,7 @@ class FilterModule:
             "consumer_recovery_restart_stages": consumer_recovery_restart_stages,
             "consumer_recovery_summary": consumer_recovery_summary,
             "merge_reclaim_results": merge_reclaim_results,
+            "reclaim_results_by_stage": reclaim_results_by_stage,
             "governed_stage": governed_stage,
             "stages_to_restart": stages_to_restart,
             "governor_summary": governor_summary,

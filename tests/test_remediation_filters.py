@@ -706,3 +706,19 @@ def test_replay_findings_until_the_live_consumer_acknowledged_what_was_delivered
         == "live consumer router-1 is absent after the replay"
     )
     assert rm.replay_findings(held, PIPELINE, {}) == []
+
+
+def test_reclaim_results_by_stage_keeps_a_failure_that_failed_when_hid():
+    runs = [
+        {"_stage": {"stage": "router"}, "ansible_loop_var": "_stage", "invocation": {}, "changed": True,
+         "failed": False, "totals": {"moved": 3}},
+        {"_stage": {"stage": "execution"}, "ansible_loop_var": "_stage", "changed": True, "failed": False,
+         "failed_when_result": False, "msg": "NOPERM this user has no permissions", "totals": {"moved": 1}},
+    ]
+    by_stage = rm.reclaim_results_by_stage(runs, "_stage")
+    assert by_stage == {
+        "router": {"changed": True, "failed": False, "totals": {"moved": 3}},
+        "execution": {"changed": True, "failed": True, "msg": "NOPERM this user has no permissions",
+                      "totals": {"moved": 1}},
+    }
+    assert rm.reclaim_results_by_stage(None, "_stage") == {}
