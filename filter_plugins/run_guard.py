@@ -64,6 +64,7 @@ INTERNAL = (
     "preflight_lock",
     "preflight_validated",
     "preflight_changes_allowed",
+    "preflight_mode",
     "consumer_recovery_evidence",
     "consumer_recovery_verdicts",
     "service_restart_verdicts",
