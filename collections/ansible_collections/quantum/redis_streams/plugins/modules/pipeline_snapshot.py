@@ -62,6 +62,13 @@ options:
     description: The C(systemctl) to run.
     type: path
     default: systemctl
+  wait_s:
+    description:
+      - Seconds to wait on the target before reading, so that the end of a window is read in the same
+        task that waits for it (a delta between two snapshots W seconds apart). V(0) reads at once.
+    type: int
+    default: 0
+    version_added: "1.3.0"
 attributes:
   check_mode:
     description: Can run in check mode and returns the same facts; it never changes anything.
@@ -212,6 +219,7 @@ elapsed_ms:
   sample: 12
 """
 
+import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -231,6 +239,7 @@ def argument_spec() -> dict[str, Any]:
         units={"type": "bool", "default": True},
         governor={"type": "bool", "default": True},
         systemctl={"type": "path", "default": "systemctl"},
+        wait_s={"type": "int", "default": 0},
     )
     return spec
 
@@ -238,7 +247,11 @@ def argument_spec() -> dict[str, Any]:
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
+    if params["wait_s"] < 0:
+        module.fail_json(msg=f"wait_s must be 0 or more seconds, got {params['wait_s']}.")
     reader = PipelineReader(module, governor=params["governor"])
+    # Every option is checked before the wait: a bad one fails at once.
+    time.sleep(params["wait_s"])
     try:
         snapshot = reader.read(units=None if params["units"] else [], governor=params["governor"])
     finally:
