@@ -218,3 +218,14 @@ def test_the_module_is_documented_by_ansible_doc():
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "process_stopped" in done.stdout
+
+
+def test_wait_s_reads_the_end_of_a_window(redis_server, incident):
+    """The read comes wait_s after the call (the server's own clock says so); a negative wait is
+    refused with one sentence, before anything is read."""
+    seconds, micros = incident.time()
+    start_ms = int(seconds) * 1000 + int(micros) // 1000
+    result = snapshot(redis_server, wait_s=1)
+    assert result["server"]["time_ms"] - start_ms >= 1000
+    failed = snapshot(redis_server, expect_failure=True, wait_s=-1)
+    assert failed["msg"] == "wait_s must be 0 or more seconds, got -1."
