@@ -33,7 +33,7 @@ What it does:
      First restart: when recover.yml's first unit restart began (profile_tasks' clock, from the
      play's first task). Wall time is the process's; overhead = recover.yml's wall time minus the
      windows it waited
-     (its "Pausing for N seconds" lines: the evidence window only when one snapshot cannot
+     (the window-waiting tasks that ran: the evidence window only when one snapshot cannot
      decide, the verification window; the after phase reuses the verification window).
   4. the healthy no-op (unless --skip-noop): reset, then recover.yml at default settings (the
      windows 60 s each) on the flowing lab: wall time, task count, changed count.
@@ -248,10 +248,10 @@ class Bench:
         text = logfile.read_text(errors="replace")
         recap = parse_recap(text)
         recovery = summary.get("recovery") or []
-        # The windows the run actually waited, from ansible.builtin.pause's own lines: the evidence
-        # window is waited only when one snapshot cannot decide, the after phase reuses the
-        # verification window, and a healthy run may wait none.
-        windows = sum(int(seconds) for seconds in re.findall(r"^Pausing for (\d+) seconds", text, re.M))
+        # The windows the run actually waited (the tasks that wait, wait_s, on the target, and ran):
+        # the evidence window is waited only when one snapshot cannot decide, the after phase
+        # reuses the verification window, and a healthy run may wait none.
+        windows = waited_windows(text) * (window if window is not None else DEFAULT_WINDOW_S)
         return {
             "tool": "recover.yml",
             "window": window,
@@ -344,7 +344,32 @@ def parse_recap(text: str) -> dict:
     return {"recap": None, "tasks": None, "ran": None, "changed": None}
 
 
-RESTART_TASK = re.compile(r"^TASK \[service_restart : Restart (?!each unit|the units)[^\]]+\]")
+# service_restart's one task restarts every unit (the first at once, after one read).
+RESTART_TASK = re.compile(r"^TASK \[service_restart : Restart ")
+# The tasks that wait a window (pipeline_snapshot's wait_s) before reading its end.
+WINDOW_TASKS = re.compile(
+    r"^TASK \[(evidence : Take the pipeline's snapshot again, a window later"
+    r"|stream_verify : Wait for the window to pass)"
+)
+# evidence_window_s and stream_verify_window_s at their defaults.
+DEFAULT_WINDOW_S = 60
+
+
+def waited_windows(text: str) -> int:
+    """How many of the window-waiting tasks ran (not skipped): the lines after such a task's
+    header, up to the next task, say `ok:` or `changed:` for the host."""
+    lines = text.splitlines()
+    count = 0
+    for index, line in enumerate(lines):
+        if not WINDOW_TASKS.match(line):
+            continue
+        for following in lines[index + 1 :]:
+            if following.startswith("TASK ["):
+                break
+            if following.startswith(("ok: [", "changed: [")):
+                count += 1
+                break
+    return count
 PROFILE_CLOCK = re.compile(r"\s(\d+):(\d\d):(\d\d(?:\.\d+)?) \*+\s*$")
 
 
