@@ -213,7 +213,7 @@ def pipeline_guard_problems(pipeline: Any) -> list[str]:
 
 def missing_unit_problems(states: Mapping[str, Any] | None, pipeline: Any, host: Any = None) -> list[str]:
     """One sentence per pipeline unit the target's systemd does not know (`states`: the units
-    of a pipeline_snapshot, or evidence_format's `unit_states`), or could not be asked about."""
+    of a pipeline_snapshot), or could not be asked about."""
     stage_list = pipeline.get("stages") if isinstance(pipeline, Mapping) else None
     problems: list[str] = []
     for index, stage in enumerate(stage_list if isinstance(stage_list, list) else []):

@@ -72,3 +72,14 @@ def test_a_missing_source_or_a_relative_dest_is_one_sentence(tmp_path: Path) -> 
         "evidence_fetch", {"src": str(tmp_path), "dest": "evidence/x"}, expect_failure=True
     )
     assert relative["msg"] == "dest must be an absolute path on the controller, got 'evidence/x'."
+
+
+def test_probe_proves_the_controller_can_write_dest_and_leaves_it_empty(tmp_path: Path) -> None:
+    dest = tmp_path / "controller" / "evidence"
+    result = run_ansible_module("evidence_fetch", {"dest": str(dest), "probe": True})
+    assert (result["writable"], result["changed"]) == (True, False)
+    # Created as the fetch would, and nothing left in it.
+    assert dest.is_dir() and list(dest.iterdir()) == []
+    # /proc refuses a new directory whoever asks: not writable, said, and the task does not fail.
+    refused = run_ansible_module("evidence_fetch", {"dest": "/proc/qt-fetch-probe", "probe": True})
+    assert refused["writable"] is False and refused["msg"]

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import redis
-from conftest import dump_redis, run_ansible_module
+from conftest import dump_redis, free_loopback_port, run_ansible_module
 from project_files import COLLECTION, PROJECT_ROOT
 
 units = pytest.importorskip(f"ansible_collections.{COLLECTION}.plugins.module_utils.units")
@@ -229,3 +229,15 @@ def test_wait_s_reads_the_end_of_a_window(redis_server, incident):
     assert result["server"]["time_ms"] - start_ms >= 1000
     failed = snapshot(redis_server, expect_failure=True, wait_s=-1)
     assert failed["msg"] == "wait_s must be 0 or more seconds, got -1."
+
+
+def test_redis_false_reads_the_units_alone_without_contacting_redis(redis_server):
+    """A rollback reads the unit files while Redis may be down: with redis=false the module
+    never connects (here, to a port nobody listens on) and returns no Redis state."""
+    down = {**redis_server.connection, "port": free_loopback_port()}
+    args = {"pipeline": pipeline(down), "units": False, "redis": False}
+    result = run_ansible_module("pipeline_snapshot", args, check=True)
+    redis_state = (result["server"], result["streams"], result["missing"], result["governor"])
+    assert redis_state == (None, {}, [], None)
+    failed = run_ansible_module("pipeline_snapshot", {**args, "redis": True}, check=True, expect_failure=True)
+    assert "reading the streams" in failed["msg"] or "connect" in failed["msg"].lower()

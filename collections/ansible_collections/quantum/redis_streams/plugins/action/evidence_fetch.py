@@ -8,6 +8,7 @@ import binascii
 import io
 import os
 import tarfile
+import tempfile
 from typing import Any
 
 from ansible.plugins.action import ActionBase
@@ -25,6 +26,17 @@ def unpack(content: str, dest: str) -> None:
         archive.extractall(dest, filter="data")
 
 
+def probe(dest: str) -> str | None:
+    """None when dest can be written on the controller (created with its parents as unpack would,
+    then a directory made and removed in it), else why not."""
+    try:
+        os.makedirs(dest, mode=0o750, exist_ok=True)
+        os.rmdir(tempfile.mkdtemp(prefix=".writable.", dir=dest))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = True
@@ -35,6 +47,9 @@ class ActionModule(ActionBase):
         if not isinstance(dest, str) or not os.path.isabs(dest):
             msg = f"dest must be an absolute path on the controller, got {dest!r}."
             return dict(result, failed=True, msg=msg)
+        if self._task.args.get("probe"):
+            why = probe(dest)
+            return dict(result, changed=False, writable=why is None, dest=dest, msg=why or "writable")
         fetched = self._execute_module(MODULE, module_args=dict(self._task.args), task_vars=task_vars)
         content = fetched.pop("content", None)
         result.update(fetched)

@@ -88,15 +88,7 @@ class PipelineReader:
                 module.fail_json(msg=problem)
         self.client: Any = None
 
-    def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-
-    def read(self, units: list[str] | None = None, governor: bool = True) -> dict[str, Any]:
-        """One snapshot, as pipeline_snapshot returns it. `units` defaults to every stage's unit;
-        the connection stays open for the next read (close() ends it)."""
-        started = time.perf_counter()
+    def _read_streams(self) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         if self.client is None:
             self.client = redis_client(self.module, self.connection)
         info = StreamInfo(self.client, self.requested, self.scan_limit)
@@ -109,8 +101,27 @@ class PipelineReader:
                 msg=explain_redis_error(exc, self.connection, "reading the streams"),
                 exception=traceback.format_exc(),
             )
+        return info.server, info.streams, info.missing
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def read(
+        self, units: list[str] | None = None, governor: bool = True, redis: bool = True
+    ) -> dict[str, Any]:
+        """One snapshot, as pipeline_snapshot returns it. `units` defaults to every stage's unit;
+        without `redis`, the units alone (no server, streams or governor: Redis is not
+        contacted). The connection stays open for the next read (close() ends it)."""
+        started = time.perf_counter()
+        server: dict[str, Any] | None = None
+        streams: dict[str, Any] = {}
+        missing: list[str] = []
+        if redis:
+            server, streams, missing = self._read_streams()
         governor_state = None
-        if governor and self.governor_options is not None:
+        if redis and governor and self.governor_options is not None:
             counter = Governor(
                 self.module, self.client, spec=self.governor_options, connection=self.connection
             )
@@ -123,9 +134,9 @@ class PipelineReader:
         wanted = stage_units(self.pipeline) if units is None else units
         return {
             "endpoint": describe_endpoint(self.connection),
-            "server": info.server,
-            "streams": info.streams,
-            "missing": info.missing,
+            "server": server,
+            "streams": streams,
+            "missing": missing,
             "governor": governor_state,
             "units": read_units(self.module, wanted, self.systemctl),
             "target_time_ms": int(time.time() * 1000),

@@ -24,13 +24,21 @@ author:
   - quantum-remediation maintainers (@quantum-remediation)
 options:
   src:
-    description: The directory on the target to copy.
+    description: The directory on the target to copy; required unless O(probe=true).
     type: path
-    required: true
   dest:
     description: The directory on the controller to unpack into (created when missing).
     type: path
     required: true
+  probe:
+    description:
+      - Only prove, on the controller, that O(dest) can be written - created with its missing
+        parents as a fetch would, then a directory made and removed in it - without contacting the
+        target. A run checks so before it changes anything, rather than fail to fetch at its end.
+      - The result's RV(writable) says whether it can, C(msg) why not; the task does not fail.
+    type: bool
+    default: false
+    version_added: "1.3.0"
   max_bytes:
     description: The largest compressed archive accepted, in bytes.
     type: int
@@ -49,6 +57,12 @@ notes:
 """
 
 EXAMPLES = r"""
+- name: Check, before any change, that the controller can write where the evidence goes
+  quantum.redis_streams.evidence_fetch:
+    dest: "{{ playbook_dir }}/evidence"
+    probe: true
+  register: fetch_root
+
 - name: Fetch the run's evidence to the controller
   quantum.redis_streams.evidence_fetch:
     src: /var/lib/quantum-remediation/evidence/20260117T070524Z-1a2b
@@ -56,6 +70,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+writable:
+  description: With O(probe=true), whether O(dest) can be written on the controller.
+  returned: with O(probe=true)
+  type: bool
+  sample: true
+  version_added: "1.3.0"
 src:
   description: The directory copied, as given.
   returned: always
@@ -118,12 +138,16 @@ def pack(src: str) -> tuple[bytes, int, list[str]]:
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "src": {"type": "path", "required": True},
+            "src": {"type": "path"},
             "dest": {"type": "path", "required": True},
             "max_bytes": {"type": "int", "default": 64 * 2**20},
+            "probe": {"type": "bool", "default": False},
         },
+        required_if=[("probe", False, ["src"])],
         supports_check_mode=True,
     )
+    if module.params["probe"]:
+        module.fail_json(msg="probe runs on the controller: call the module through its action plugin.")
     src = module.params["src"]
     if not os.path.isdir(src):
         module.fail_json(msg=f"src {src} is not a directory on the target: nothing to fetch.")

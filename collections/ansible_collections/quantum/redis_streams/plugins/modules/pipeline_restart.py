@@ -172,7 +172,8 @@ snapshot:
   description:
     - The last read of the pipeline (as M(quantum.redis_streams.pipeline_snapshot) returns it), taken
       after the last restarted unit's work moved; the start of a verification window.
-    - Null when nothing was restarted or nothing was read.
+    - Null when nothing was restarted, or when the last unit was waited for until active only
+      (Redis is read only for the units whose work must move).
   returned: always
   type: dict
 """
@@ -232,12 +233,15 @@ class Restarter:
         self.reader = PipelineReader(module, governor=False)
         self.stage_units = stage_units(self.pipeline)
         self.results: list[dict[str, Any]] = []
+        # The last read of Redis, and whether nothing was restarted since (the state just before
+        # the next restart, else it is read again).
         self.last: dict[str, Any] | None = params["before"]
+        self.fresh = self.last is not None
 
-    def read(self, unit: str) -> dict[str, Any]:
+    def read(self, unit: str, redis: bool) -> dict[str, Any]:
         # The stages' units, plus this one when it is outside the pipeline (a rollback may name one).
         units = self.stage_units + ([] if unit in self.stage_units else [unit])
-        return self.reader.read(units=units, governor=False)
+        return self.reader.read(units=units, governor=False, redis=redis)
 
     def journal(self, unit: str) -> list[str]:
         argv = [self.module.params["journalctl"], "-u", unit, "-n", str(self.module.params["journal_lines"])]
@@ -263,8 +267,8 @@ class Restarter:
             )
             return True
         check_advance = check_advance and bool(stage)
-        if check_advance and self.last is None:
-            self.last = self.read(unit)
+        if check_advance and not self.fresh:
+            self.last = self.read(unit, redis=True)
         before = self.last
         started = time.monotonic()
         rc, out, err = self.module.run_command([params["systemctl"], "restart", "--", unit])
@@ -286,7 +290,9 @@ class Restarter:
         pause = min(FIRST_PAUSE_S, params["poll_s"])
         after: dict[str, Any] | None = None
         while why is None:
-            after = self.read(unit)
+            # Redis only when the work must move: a unit waited for until active (a rollback's)
+            # recovers even while Redis is down.
+            after = self.read(unit, redis=check_advance)
             state = after["units"].get(unit, {})
             result["active_state"] = state.get("active_state")
             if result["active_state"] == "active":
@@ -306,12 +312,13 @@ class Restarter:
             time.sleep(pause)
             pause = min(pause * 2, params["poll_s"])
         result["seconds"] = round(time.monotonic() - started, 1)
-        if after is not None:
+        self.fresh = check_advance and after is not None
+        if self.fresh:
             self.last = after
         if why is None:
             return True
         if after is None:
-            after = self.read(unit)
+            after = self.read(unit, redis=False)
         state = after["units"].get(unit, {})
         result.update(
             failed=True,
@@ -360,7 +367,7 @@ def main() -> None:
     outcome = {
         "changed": changed,
         "results": restarter.results,
-        "snapshot": restarter.last if restarted else None,
+        "snapshot": restarter.last if restarted and restarter.fresh else None,
     }
     if not recovered:
         module.fail_json(msg=restarter.failure_sentence(), **outcome)

@@ -62,6 +62,20 @@ options:
     description: The C(systemctl) to run.
     type: path
     default: systemctl
+  redis:
+    description:
+      - Read Redis (the streams and the governor). V(false) reads the units alone, without
+        contacting Redis (a rollback that needs the unit files while Redis may be down);
+        RV(server) and RV(governor) are then null, RV(streams) and RV(missing) empty.
+    type: bool
+    default: true
+    version_added: "1.3.0"
+  unit_names:
+    description:
+      - The units to read, instead of every stage's unit (O(pipeline)'s C(stages[].unit)).
+    type: list
+    elements: str
+    version_added: "1.3.0"
   wait_s:
     description:
       - Seconds to wait on the target before reading, so that the end of a window is read in the same
@@ -146,7 +160,9 @@ governor:
     results_today: 5
     counted_stream_exists: true
 units:
-  description: Per stage's unit (as named in C(pipeline.stages[].unit)), its state; empty with O(units=false).
+  description:
+    - Per stage's unit (as named in C(pipeline.stages[].unit)), or per unit of O(unit_names), its
+      state; empty with O(units=false).
   returned: always
   type: dict
   contains:
@@ -240,6 +256,8 @@ def argument_spec() -> dict[str, Any]:
         governor={"type": "bool", "default": True},
         systemctl={"type": "path", "default": "systemctl"},
         wait_s={"type": "int", "default": 0},
+        redis={"type": "bool", "default": True},
+        unit_names={"type": "list", "elements": "str"},
     )
     return spec
 
@@ -253,7 +271,9 @@ def main() -> None:
     # Every option is checked before the wait: a bad one fails at once.
     time.sleep(params["wait_s"])
     try:
-        snapshot = reader.read(units=None if params["units"] else [], governor=params["governor"])
+        # None: every stage's unit.
+        units = params["unit_names"] if params["units"] else []
+        snapshot = reader.read(units=units, governor=params["governor"], redis=params["redis"])
     finally:
         reader.close()
     module.exit_json(changed=False, **snapshot)
