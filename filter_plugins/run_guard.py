@@ -80,6 +80,23 @@ INTERNAL = (
     "evidence_snapshot",
     "consumer_recovery_stages",
     "stream_verify_first_snapshot",
+    # The roles' results: an extra var outranks set_fact, so a given one would stand for the
+    # diagnosis or the recovery (a pipeline called healthy, a directory never claimed).
+    "preflight_snapshot",
+    "evidence_result",
+    "unit_backup_files",
+    "consumer_recovery_results",
+    "consumer_recovery_restart_stages",
+    "governor_result",
+    "governor_restart_stages",
+    "service_restart_units",
+    "service_restart_stages",
+    "service_restart_results",
+    "service_restart_snapshot",
+    "stream_verify_ok",
+    "stream_verify_verdicts",
+    "stream_verify_snapshots",
+    "report_summary",
 )
 
 

@@ -11,13 +11,13 @@ from typing import Any
 
 STEPS = (
     ("preflight", "preflight_mode"),
-    ("evidence before", "evidence_verdicts"),
+    ("evidence before", "evidence_result.before"),
     ("unit backup", "unit_backup_files"),
     ("consumer recovery", "consumer_recovery_results"),
     ("governor", "governor_result"),
     ("service restart", "service_restart_results"),
     ("stream verification", "stream_verify_ok"),
-    ("evidence after", "evidence_after_verdicts"),
+    ("evidence after", "evidence_result.after"),
 )
 # What recover.yml skips when the diagnosis before found every stage OK: there is nothing to
 # change, so nothing to back up, act on or verify.
@@ -190,15 +190,14 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
     """The run's summary (summary.json, set_stats, REPORT.md) from the facts the roles set.
 
     `facts` holds: inventory_hostname, pipeline, preflight_run_id, preflight_mode,
-    preflight_mode_reason, preflight_changes_allowed, check_mode, evidence_dir,
-    evidence_before, evidence_before_window, evidence_after, evidence_verdicts,
-    evidence_stop_point, evidence_layers, evidence_after_verdicts, evidence_after_stop_point,
-    unit_backup_files, consumer_recovery_results, consumer_recovery_restart_stages, governor_result,
+    preflight_mode_reason, preflight_changes_allowed, check_mode, evidence_result (the evidence
+    role's result: `before` and `after`, each phase's judgement, and `dir`), unit_backup_files,
+    consumer_recovery_results, consumer_recovery_restart_stages, governor_result,
     service_restart_units, service_restart_results, stream_verify_ok, stream_verify_verdicts,
     stream_verify_findings, failed_task (name, msg), diagnosis_only, now (epoch seconds).
     Any of them may be missing or None.
 
-    When the diagnosis found every stage OK (evidence_stop_point's verdict OK), the steps after
+    When the diagnosis found every stage OK (its stop point's verdict OK), the steps after
     it that did not run are `steps_not_needed`, not `steps_not_done`, and a run that changed
     nothing is `HEALTHY (nothing to do)` without a verification. A run that may change nothing
     (check mode, LIVE, UNKNOWN) does not verify and has no after phase: not needed either.
@@ -207,11 +206,13 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
     Per consumer stage (`recovery`): what the reclaim moved, dead-lettered and retired (also
     when it failed half-way: its result's totals, and its own sentence as `message`), and
     `replayed`: for a restarted stage, the entries in its live consumer's PEL at the restart
-    = its pending before the reclaim (the module's count, else `evidence_before_window`, else
-    `evidence_before`) + moved to it - dead-lettered from it, whether or not the stage was in
+    = its pending before the reclaim (the module's count, else the diagnosis's snapshot a window
+    later, else its first) + moved to it - dead-lettered from it, whether or not the stage was in
     the reclaim plan. A failed task whose message is a loop's generic "One or more items
     failed" is told with the failed stages' own sentences instead."""
     pipeline = _mapping(facts.get("pipeline"))
+    evidence = _mapping(facts.get("evidence_result"))
+    before, after = _mapping(evidence.get("before")), _mapping(evidence.get("after"))
     stages = [_mapping(s) for s in _list(pipeline.get("stages"))]
     mode = facts.get("preflight_mode") or "UNKNOWN"
     check_mode = bool(facts.get("check_mode"))
@@ -228,7 +229,7 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
     planned_units = _list(facts.get("service_restart_units"))
     recovery = _mapping(facts.get("consumer_recovery_results"))
     restarted_names = {str(unit).removesuffix(".service") for unit in restarted_units}
-    snapshots = [facts.get("evidence_before_window"), facts.get("evidence_before")]
+    snapshots = [before.get("t1"), before.get("t0")]
     per_stage = [
         _stage_recovery(
             stage,
@@ -243,13 +244,14 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
     verify_ok = facts.get("stream_verify_ok")
     failed_task = _failed_task(_mapping(facts.get("failed_task")), per_stage)
 
-    done = [name for name, fact in STEPS if _given(facts.get(fact))]
-    not_done = [name for name, fact in STEPS if not _given(facts.get(fact))]
+    results = {**facts, "evidence_result.before": before or None, "evidence_result.after": after or None}
+    done = [name for name, result in STEPS if _given(results.get(result))]
+    not_done = [name for name, result in STEPS if not _given(results.get(result))]
     if diagnosis_only:
         not_done = [n for n in not_done if n in ("preflight", "evidence before")]
     # The diagnosis found every stage OK: the steps after it were not needed, not left undone.
     # A run that may change nothing (--check, LIVE, UNKNOWN) has no recovery to verify.
-    nothing_to_do = _mapping(facts.get("evidence_stop_point")).get("verdict") == "OK"
+    nothing_to_do = _mapping(before.get("stop_point")).get("verdict") == "OK"
     if nothing_to_do:
         not_needed_because, skipped = "every stage was OK before", NOT_NEEDED_WHEN_HEALTHY
     elif not changes_allowed and not diagnosis_only:
@@ -295,7 +297,7 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
         if not plan:
             plan.append("nothing: no stage needed a change")
 
-    evidence_dir = facts.get("evidence_dir")
+    evidence_dir = evidence.get("dir")
     return {
         "run_id": run_id,
         "host": facts.get("inventory_hostname"),
@@ -310,13 +312,11 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
         "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ") if started else None,
         "finished_at": finished.strftime("%Y-%m-%dT%H:%M:%SZ") if finished else None,
         "duration_s": int((finished - started).total_seconds()) if started and finished else None,
-        "stop_point": _mapping(facts.get("evidence_stop_point")) or None,
-        "stop_point_after": _mapping(facts.get("evidence_after_stop_point")) or None,
-        "layers": _mapping(facts.get("evidence_layers")) or None,
-        "verdicts_before": _verdict_names(facts.get("evidence_verdicts")),
-        "verdicts_after": _verdict_names(
-            facts.get("stream_verify_verdicts") or facts.get("evidence_after_verdicts")
-        ),
+        "stop_point": _mapping(before.get("stop_point")) or None,
+        "stop_point_after": _mapping(after.get("stop_point")) or None,
+        "layers": _mapping(before.get("layers")) or None,
+        "verdicts_before": _verdict_names(before.get("verdicts")),
+        "verdicts_after": _verdict_names(facts.get("stream_verify_verdicts") or after.get("verdicts")),
         "recovery": per_stage,
         "replayed_total": sum(r["replayed"] for r in per_stage),
         "governor": governor,
@@ -329,7 +329,7 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
             "ok": verify_ok,
             "findings": _list(facts.get("stream_verify_findings")),
         },
-        "figures": _figures(facts.get("evidence_before"), facts.get("evidence_after"), pipeline),
+        "figures": _figures(before.get("t0"), after.get("t0"), pipeline),
         "plan": plan,
         "steps_done": done,
         "steps_not_done": not_done,

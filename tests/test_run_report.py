@@ -61,11 +61,17 @@ def _healed_facts() -> dict:
         "preflight_mode": "TESTNET",
         "preflight_mode_reason": "BINANCE_TESTNET=true in /etc/quantum/testnet.env (line 1)",
         "preflight_changes_allowed": True,
-        "evidence_dir": f"/var/lib/quantum-remediation/evidence/{RUN_ID}",
-        "evidence_before": _snapshot(10021, 6),
-        "evidence_after": _snapshot(10040, 0),
-        "evidence_verdicts": {"ai_engine": {"verdict": "BLOCKED"}, "router": {"verdict": "STALLED"}},
-        "evidence_stop_point": {"stage": "router", "verdict": "STALLED", "reason": "r"},
+        # The evidence role's one result: each phase's judgement, and the claimed directory.
+        "evidence_result": {
+            "dir": f"/var/lib/quantum-remediation/evidence/{RUN_ID}",
+            "before": {
+                "t0": _snapshot(10021, 6),
+                "t1": _snapshot(10021, 6),
+                "verdicts": {"ai_engine": {"verdict": "BLOCKED"}, "router": {"verdict": "STALLED"}},
+                "stop_point": {"stage": "router", "verdict": "STALLED", "reason": "r"},
+            },
+            "after": {"t0": _snapshot(10040, 0), "verdicts": {"router": {"verdict": "OK"}}},
+        },
         "unit_backup_files": [{"unit": "quantum-execution", "path": "/etc/systemd/system/x.service"}],
         "consumer_recovery_results": {
             "router": {
@@ -94,7 +100,6 @@ def _healed_facts() -> dict:
         ],
         "stream_verify_ok": True,
         "stream_verify_verdicts": {"router": {"verdict": "OK"}},
-        "evidence_after_verdicts": {"router": {"verdict": "OK"}},
         "now": datetime(2026, 1, 17, 10, 17, 34, tzinfo=UTC).timestamp() + 600,
     }
 
@@ -138,8 +143,8 @@ def test_live_run_prints_the_plan_and_changes_nothing() -> None:
     # Nothing was changed: there is nothing to roll back.
     assert summary["rollback_command"] is None
     # Nor to verify: recover.yml skips verification and the after phase, which are not needed.
-    for fact in ("stream_verify_verdicts", "evidence_after_verdicts"):
-        facts.pop(fact)
+    facts.pop("stream_verify_verdicts")
+    facts["evidence_result"].pop("after")
     summary = run_summary(facts)
     assert summary["steps_not_needed"] == ["stream verification", "evidence after"]
     assert summary["steps_not_needed_because"] == "nothing was changed: mode LIVE"
@@ -155,7 +160,6 @@ def test_a_run_that_failed_in_preflight_reports_what_was_not_done() -> None:
                 "name": "Check that Redis answers",
                 "msg": "Cannot connect to Redis at 127.0.0.1:6379.",
             },
-            "evidence_before": None,
             "consumer_recovery_results": None,
         }
     )
@@ -175,9 +179,11 @@ def test_a_step_that_ran_and_found_nothing_is_done() -> None:
 
 def test_a_healthy_pipeline_is_healthy_not_healed() -> None:
     facts = _healed_facts()
+    facts["evidence_result"]["before"].update(
+        verdicts={"ai_engine": {"verdict": "OK"}, "router": {"verdict": "OK"}},
+        stop_point={"stage": None, "verdict": "OK", "reason": "every stage flows"},
+    )
     facts.update(
-        evidence_verdicts={"ai_engine": {"verdict": "OK"}, "router": {"verdict": "OK"}},
-        evidence_stop_point={"stage": None, "verdict": "OK", "reason": "every stage flows"},
         consumer_recovery_results={"router": {"changed": False, "claim_to": "router-1", "totals": {},
                                               "consumers": {}}},
         governor_result={"governor": {"key": "quantum:governor", "count": 40, "limit": 200},
@@ -198,12 +204,12 @@ def test_a_healthy_diagnosis_skips_the_rest_as_not_needed() -> None:
     not needed (not "not done"), and the run is healthy without a verification."""
     facts = _healed_facts()
     for fact in ("unit_backup_files", "consumer_recovery_results", "governor_result", "service_restart_units",
-                 "service_restart_results", "stream_verify_ok", "stream_verify_verdicts",
-                 "evidence_after_verdicts", "evidence_after", "evidence_after_stop_point"):
+                 "service_restart_results", "stream_verify_ok", "stream_verify_verdicts"):
         facts.pop(fact, None)
-    facts.update(
-        evidence_verdicts={"ai_engine": {"verdict": "OK"}, "router": {"verdict": "OK"}},
-        evidence_stop_point={"stage": None, "verdict": "OK", "reason": "every stage is OK"},
+    facts["evidence_result"].pop("after")
+    facts["evidence_result"]["before"].update(
+        verdicts={"ai_engine": {"verdict": "OK"}, "router": {"verdict": "OK"}},
+        stop_point={"stage": None, "verdict": "OK", "reason": "every stage is OK"},
     )  # fmt: skip
     summary = run_summary(facts)
     assert summary["outcome"] == "HEALTHY (nothing to do)"
@@ -214,7 +220,8 @@ def test_a_healthy_diagnosis_skips_the_rest_as_not_needed() -> None:
     ]  # fmt: skip
     assert summary["verification"]["ok"] is None and summary["rollback_command"] is None
     # A stalled diagnosis whose later steps did not run is incomplete, not healthy.
-    facts["evidence_stop_point"] = {"stage": "router", "verdict": "STALLED", "reason": "stuck"}
+    stalled = {"stage": "router", "verdict": "STALLED", "reason": "stuck"}
+    facts["evidence_result"]["before"]["stop_point"] = stalled
     summary = run_summary(facts)
     assert summary["outcome"] == "INCOMPLETE"
     assert "stream verification" in summary["steps_not_done"] and summary["steps_not_needed"] == []
@@ -300,11 +307,13 @@ def _incident_facts(execution_pending: int = 0) -> dict:
     execution = {"execution-1": _consumer(execution_pending, 9_000_000)}
     window = 60_000
     facts = _healed_facts()
+    facts["evidence_result"]["before"].update(
+        t0=_info(T1 - window, router, execution),
+        t1=_info(T1, router, execution),
+        verdicts={"ai_engine": {"verdict": "BLOCKED"}, "router": {"verdict": "STALLED"},
+                  "execution": {"verdict": "STALLED" if execution_pending else "OK"}},
+    )
     facts.update(
-        evidence_before=_info(T1 - window, router, execution),
-        evidence_before_window=_info(T1, router, execution),
-        evidence_verdicts={"ai_engine": {"verdict": "BLOCKED"}, "router": {"verdict": "STALLED"},
-                           "execution": {"verdict": "STALLED" if execution_pending else "OK"}},
         consumer_recovery_results={
             "router": {
                 "changed": True,
@@ -388,7 +397,7 @@ def test_a_stage_outside_the_reclaim_plan_counts_its_live_consumers_pel() -> Non
 def test_the_pel_before_the_reclaim_comes_from_the_best_source() -> None:
     facts = _incident_facts(execution_pending=5)
     # Without the end-of-window snapshot, the window's start is read.
-    facts.pop("evidence_before_window")
+    facts["evidence_result"]["before"]["t1"] = None
     execution = next(s for s in run_summary(facts)["recovery"] if s["stage"] == "execution")
     assert execution["replayed"] == 5
     # The module's own count, when the live consumer was listed (a dead-letter policy), wins;
@@ -429,9 +438,9 @@ def _partial_failure_facts(failed_msg: str = "One or more items failed") -> dict
         service_restart_units=[],
         stream_verify_ok=None,
         stream_verify_verdicts=None,
-        evidence_after_verdicts=None,
         governor_result=None,
     )
+    facts["evidence_result"].pop("after")
     return facts
 
 
