@@ -389,6 +389,13 @@ def governed_stage(pipeline: Mapping) -> str | None:
     return None
 
 
+def governor_restart_stages(result: Mapping | None, pipeline: Mapping) -> list[str]:
+    """The governed stage when the governor role's result reset (or, as a plan, would reset) the
+    counter: its producer is restarted so that it reads the new counter. Else none."""
+    stage = governed_stage(pipeline)
+    return [stage] if stage and _mapping(result).get("reset") else []
+
+
 def governor_summary(result: Mapping | None, spec: Mapping | None, planned: bool = False) -> str:
     """One line about a redis_governor result: what was (or, `planned`, would be) reset."""
     result, spec = _mapping(result), _mapping(spec)
@@ -632,6 +639,7 @@ class FilterModule:
             "merge_reclaim_results": merge_reclaim_results,
             "reclaim_results_by_stage": reclaim_results_by_stage,
             "governed_stage": governed_stage,
+            "governor_restart_stages": governor_restart_stages,
             "stages_to_restart": stages_to_restart,
             "governor_summary": governor_summary,
             "demand_growth": demand_growth,

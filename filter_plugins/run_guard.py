@@ -88,7 +88,6 @@ INTERNAL = (
     "consumer_recovery_results",
     "consumer_recovery_restart_stages",
     "governor_result",
-    "governor_restart_stages",
     "service_restart_units",
     "service_restart_stages",
     "service_restart_results",

@@ -376,6 +376,20 @@ def test_governed_stage():
     assert rm.governed_stage(ungoverned) is None
 
 
+def test_governor_restart_stages_only_after_a_reset():
+    # A reset counter (or a planned one: check mode returns the reset it would make) restarts
+    # the governed producer so that it reads the new counter.
+    assert rm.governor_restart_stages({"reset": True}, PIPELINE) == ["ai_engine"]
+    left_alone = {"reset": False, "reset_skipped_reason": "at its limit"}
+    assert rm.governor_restart_stages(left_alone, PIPELINE) == []
+    # No governor (a skipped result), or no governed stage.
+    assert rm.governor_restart_stages({"skipped": True}, PIPELINE) == []
+    assert rm.governor_restart_stages(None, PIPELINE) == []
+    ungoverned = copy.deepcopy(PIPELINE)
+    ungoverned["stages"][0].pop("governed")
+    assert rm.governor_restart_stages({"reset": True}, ungoverned) == []
+
+
 def test_governor_summary():
     reset = {
         "reset": True,
