@@ -1,13 +1,19 @@
 """evidence_files through the real `ansible` command: writes, idempotence, check mode, diff,
-and the names it refuses."""
+the names it refuses, and a backup with its index (SHA256SUMS, manifest) in one call."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import stat
+import subprocess
 from pathlib import Path
 
-from conftest import run_ansible_module
+import pytest
+from ansible.plugins.filter.core import to_nice_json
+from conftest import collection_util, run_ansible_module
+
+copy_index = collection_util("copy_index")
 
 FILES = {
     "services.txt": "Service states\n  router: active (running)\n",
@@ -192,3 +198,182 @@ def test_a_claim_is_created_once_and_refused_after(tmp_path: Path) -> None:
     )
     elsewhere = tmp_path / "elsewhere"
     assert outside["msg"] == f"claim {elsewhere} must be dest {run / 'before'} or one of its parents."
+
+
+def backup_sources(root: Path) -> dict[str, Path]:
+    """A unit file and two drop-ins on the 'target' (files under `root`), with their own modes."""
+    unit = root / "etc/systemd/system/quantum-execution.service"
+    dropin = root / "etc/systemd/system/quantum-execution.service.d/override.conf"
+    other = root / "etc/systemd/system/quantum-ai-engine.service"
+    dropin.parent.mkdir(parents=True)
+    unit.write_bytes(b"[Service]\nExecStart=/opt/quantum/execution\n")
+    dropin.write_bytes(b"[Service]\nEnvironment=X=1\n")
+    dropin.chmod(0o600)
+    other.write_bytes(b"[Service]\nExecStart=/opt/quantum/engine\n")
+    return {"unit": unit, "dropin": dropin, "other": other, "gone": root / "etc/systemd/system/gone.conf"}
+
+
+def backup_copies(sources: dict[str, Path]) -> dict[str, dict]:
+    """copies as unit_backup gives them, in unit order (not sorted: the index keeps this order),
+    with a source that vanished before the copy."""
+    order = [("unit", "quantum-execution", "fragment"), ("dropin", "quantum-execution", "drop-in"),
+             ("gone", "quantum-execution", "drop-in"), ("other", "quantum-ai-engine", "fragment")]
+    return {
+        str(sources[key]).lstrip("/"): {"src": str(sources[key]),
+                                        "fields": {"unit": unit, "kind": kind, "path": str(sources[key])}}
+        for key, unit, kind in order
+    }
+
+
+MANIFEST = {
+    "name": "manifest.json",
+    "content": {"run_id": "20261203T101500Z-ab12", "units": ["quantum-execution", "quantum-ai-engine"]},
+}
+
+
+def test_one_call_writes_the_copies_their_sha256sums_and_the_manifest(tmp_path: Path) -> None:
+    """unit_backup's use: the copies, SHA256SUMS and manifest.json in one call (one round trip);
+    the source that vanished is left out of all three."""
+    sources = backup_sources(tmp_path / "target")
+    copies = backup_copies(sources)
+    dest = tmp_path / "backup"
+    args = {"dest": str(dest), "copies": copies, "checksums": "SHA256SUMS", "manifest": MANIFEST}
+    result = run_ansible_module("evidence_files", args)
+
+    names = [name for name in copies if "gone" not in name]
+    assert result["missing"] == [str(sources["gone"]).lstrip("/")]
+    assert result["written"] == sorted([*names, "SHA256SUMS", "manifest.json"])
+    for name in names:
+        assert (dest / name).read_bytes() == Path("/", name).read_bytes()
+    assert mode_of(dest / str(sources["dropin"]).lstrip("/")) == 0o600
+    assert mode_of(dest / "SHA256SUMS") == mode_of(dest / "manifest.json") == 0o640
+
+    # SHA256SUMS: in the order of copies, and what `sha256sum -c` itself accepts in the backup.
+    sums = (dest / "SHA256SUMS").read_text()
+    assert sums == "".join(f"{hashlib.sha256(Path('/', n).read_bytes()).hexdigest()}  {n}\n" for n in names)
+    check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=dest, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout == "".join(f"{n}: OK\n" for n in names)
+
+    # manifest.json: the caller's content with one entry per copy saved, as to_nice_json wrote it.
+    entries = [
+        {**copies[n]["fields"], "checksum": hashlib.sha256(Path("/", n).read_bytes()).hexdigest(),
+         "backup": str(dest / n), "saved": True}
+        for n in names
+    ]
+    manifest_text = (dest / "manifest.json").read_text()
+    assert json.loads(manifest_text) == {**MANIFEST["content"], "files": entries}
+    assert manifest_text == to_nice_json({**MANIFEST["content"], "files": entries}) + "\n"
+    assert result["entries"] == entries
+
+    # A damaged copy is what sha256sum -c (and so the rollback) must catch.
+    (dest / names[0]).write_bytes(b"damaged\n")
+    damaged = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=dest, capture_output=True, text=True)
+    assert damaged.returncode != 0 and f"{names[0]}: FAILED" in damaged.stdout
+
+    repaired = run_ansible_module("evidence_files", args)
+    assert repaired["written"] == [names[0]]
+    again = run_ansible_module("evidence_files", args)
+    assert (again["changed"], again["written"]) == (False, [])
+    assert again["entries"] == entries
+
+
+def test_backup_with_its_index_in_check_mode_writes_nothing(tmp_path: Path) -> None:
+    """Check mode reads the sources (the entries say what would be saved, with their SHA-256,
+    saved false) and writes no copy, no SHA256SUMS, no manifest."""
+    sources = backup_sources(tmp_path / "target")
+    copies = backup_copies(sources)
+    dest = tmp_path / "run" / "backup"
+    args = {"dest": str(dest), "copies": copies, "checksums": "SHA256SUMS", "manifest": MANIFEST}
+    would = run_ansible_module("evidence_files", args, check=True, diff=True)
+    names = [name for name in copies if "gone" not in name]
+    assert would["changed"] is True
+    assert would["written"] == sorted([*names, "SHA256SUMS", "manifest.json"])
+    assert [e["path"] for e in would["entries"]] == [copies[n]["fields"]["path"] for n in names]
+    assert {e["saved"] for e in would["entries"]} == {False}
+    assert would["entries"][0]["checksum"] == hashlib.sha256(sources["unit"].read_bytes()).hexdigest()
+    diffs = {d["after_header"]: d["after"] for d in would["diff"]}
+    assert json.loads(diffs[str(dest / "manifest.json")])["files"][0]["saved"] is True
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_source_that_changes_during_the_copy_fails_and_no_index_is_written(tmp_path: Path) -> None:
+    """The index is written only once every copy is read back: a manifest on disk means the
+    backup is whole. /proc/self/io (the module's own I/O counters) differs at every read."""
+    if not Path("/proc/self/io").exists():
+        pytest.skip("no /proc/self/io on this kernel")
+    dest = tmp_path / "backup"
+    result = run_ansible_module(
+        "evidence_files",
+        {"dest": str(dest), "copies": {"io": "/proc/self/io"}, "checksums": "SHA256SUMS",
+         "manifest": MANIFEST},
+        expect_failure=True,
+    )
+    assert result["msg"] == (
+        "The copy of /proc/self/io differs from its source: the source changed while it was being copied."
+    )
+    assert not (dest / "SHA256SUMS").exists()
+    assert not (dest / "manifest.json").exists()
+
+
+def test_the_index_is_refused_when_it_would_overwrite_or_mislabel(tmp_path: Path) -> None:
+    source = tmp_path / "x.service"
+    source.write_text("[Unit]\n")
+    dest = tmp_path / "backup"
+    cases = [
+        ({"copies": {"SHA256SUMS": str(source)}, "checksums": "SHA256SUMS"},
+         "'SHA256SUMS' is named in both copies and checksums: give it once."),
+        ({"checksums": "index", "manifest": {"name": "index"}},
+         "'index' is named in both checksums and manifest.name: give it once."),
+        ({"checksums": "../SHA256SUMS"},
+         "checksums: '../SHA256SUMS' must be relative to dest, without '..', so that nothing is written "
+         "outside it."),
+        ({"manifest": {"name": "m.json", "content": {"files": []}}},
+         "manifest: content has the key 'files' already, which the entries go under (manifest.key)."),
+        ({"copies": {"x": {"src": str(source), "fields": {"saved": False}}}},
+         "copies: the fields of 'x' may not name checksum, backup, saved; the module sets them."),
+        ({"copies": {"x": {"source": str(source)}}},
+         "copies: 'x' must be a source path or {src: source path, fields: {...}}."),
+    ]
+    for extra, msg in cases:
+        result = run_ansible_module("evidence_files", {"dest": str(dest), **extra}, expect_failure=True)
+        assert result["msg"] == msg
+    assert not dest.exists()
+
+
+def test_a_manifest_key_of_the_callers_choice_holds_the_entries(tmp_path: Path) -> None:
+    source = tmp_path / "x.service"
+    source.write_text("[Unit]\n")
+    result = run_ansible_module(
+        "evidence_files",
+        {"dest": str(tmp_path / "backup"), "copies": {"x.service": str(source)},
+         "manifest": {"name": "index/manifest.json", "key": "copies"}},
+    )
+    manifest = json.loads((tmp_path / "backup/index/manifest.json").read_text())
+    assert manifest == {"copies": result["entries"]}
+    assert result["entries"] == [{"checksum": hashlib.sha256(b"[Unit]\n").hexdigest(),
+                                  "backup": str(tmp_path / "backup/x.service"), "saved": True}]
+
+
+def test_checksum_lines_are_what_sha256sum_checks(tmp_path: Path) -> None:
+    """A name with a backslash (systemd's \\x2d) is written as it is; one with a newline the way
+    GNU sha256sum escapes it: both pass `sha256sum -c`."""
+    names = ["quantum\\x2dexecution.service", "odd\nname.conf", "plain.conf"]
+    for name in names:
+        (tmp_path / name).write_bytes(name.encode())
+    text = copy_index.checksum_text([(n, hashlib.sha256(n.encode()).hexdigest()) for n in names])
+    first = hashlib.sha256(names[0].encode()).hexdigest()
+    assert text.splitlines()[0] == f"{first}  quantum\\x2dexecution.service"
+    assert text.splitlines()[1].startswith("\\")
+    (tmp_path / "SUMS").write_text(text)
+    check = subprocess.run(["sha256sum", "-c", "SUMS"], cwd=tmp_path, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    (tmp_path / "plain.conf").write_text("changed")
+    assert subprocess.run(["sha256sum", "-c", "SUMS"], cwd=tmp_path, capture_output=True).returncode != 0
+
+
+def test_manifest_text_is_what_to_nice_json_wrote() -> None:
+    manifest = {"run_id": "r1", "mode": "TESTNET", "units": ["b", "a"]}
+    entries = [copy_index.manifest_entry({"unit": "b", "path": "/etc/é"}, "ab" * 32, "/backup/etc/é", True)]
+    expected = to_nice_json({**manifest, "files": entries}) + "\n"
+    assert copy_index.manifest_text(manifest, "files", entries) == expected
