@@ -1,5 +1,5 @@
 """Evidence shaping, pure functions: the files that define the units (from pipeline_snapshot's
-`units`), the backup's entries, and results made safe to write (no connection, no password,
+`units`), the backup's copies, and results made safe to write (no connection, no password,
 no module invocation)."""
 
 from __future__ import annotations
@@ -25,34 +25,19 @@ def unit_files(states: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     return files
 
 
-def backup_copies(files: Any) -> dict[str, str]:
-    """`{relative name: path}` for evidence_files' `copies`: each file of `unit_files` kept at its
-    own path under the backup directory (backup/etc/systemd/system/x.service)."""
-    return {str(f["path"]).lstrip("/"): str(f["path"]) for f in files or [] if f.get("path")}
-
-
-def backup_entries(files: Any, copied: Mapping | None, backup_dir: str) -> list[dict[str, Any]]:
-    """`[{unit, kind, path, checksum, backup, saved}]` for the manifest, from `unit_files` and
-    evidence_files' `copied` (its `copies` result). `saved` is true for a file copied and
-    verified; a file that vanished before the copy is left out. Without `copied` (check mode:
-    nothing is copied) every file is listed, unsaved, without a checksum."""
-    entries: list[dict[str, Any]] = []
-    for item in files or []:
-        name = str(item["path"]).lstrip("/")
-        done = (copied or {}).get(name)
-        if copied is not None and done is None:
-            continue
-        entries.append(
-            {
-                "unit": item.get("unit"),
-                "kind": item.get("kind"),
-                "path": item["path"],
-                "checksum": done.get("sha256") if done else None,
-                "backup": f"{backup_dir.rstrip('/')}/{name}",
-                "saved": done is not None,
-            }
-        )
-    return entries
+def backup_copies(files: Any) -> dict[str, dict[str, Any]]:
+    """evidence_files' `copies` for the unit backup, in the order of `files` (from `unit_files`):
+    each file kept at its own path under the backup directory (backup/etc/systemd/system/x.service),
+    its manifest entry's fields its `unit`, `kind` and `path` (evidence_files adds `checksum`,
+    `backup` and `saved`)."""
+    return {
+        str(f["path"]).lstrip("/"): {
+            "src": str(f["path"]),
+            "fields": {"unit": f.get("unit"), "kind": f.get("kind"), "path": f["path"]},
+        }
+        for f in files or []
+        if f.get("path")
+    }
 
 
 def scrub_secrets(value: Any) -> Any:
@@ -76,6 +61,5 @@ class FilterModule:
         return {
             "scrub_secrets": scrub_secrets,
             "unit_files": unit_files,
-            "backup_entries": backup_entries,
             "backup_copies": backup_copies,
         }

@@ -1,4 +1,4 @@
-"""Evidence shaping: the files that define the units, the backup entries, and nothing secret written."""
+"""Evidence shaping: the files that define the units, the backup copies, and nothing secret written."""
 
 from __future__ import annotations
 
@@ -40,28 +40,18 @@ def test_unit_files_lists_fragments_and_drop_ins_once() -> None:
     ]
 
 
-def test_backup_entries_keep_the_path_layout() -> None:
+def test_backup_copies_keep_the_path_layout_and_the_manifest_fields() -> None:
+    """Each file at its own path under the backup, in the order of unit_files (the order of the
+    manifest and SHA256SUMS), with the fields of its manifest entry."""
     files = [
+        {"unit": "b", "path": "/etc/systemd/system/b.service", "kind": "fragment"},
         {"unit": "a", "path": "/etc/systemd/system/a.service", "kind": "fragment"},
-        {"unit": "a", "path": "/run/gone.conf", "kind": "drop-in"},
+        {"unit": "a", "path": None, "kind": "drop-in"},
     ]
-    assert evidence_format.backup_copies(files) == {
-        "etc/systemd/system/a.service": "/etc/systemd/system/a.service",
-        "run/gone.conf": "/run/gone.conf",
+    copies = evidence_format.backup_copies(files)
+    assert list(copies) == ["etc/systemd/system/b.service", "etc/systemd/system/a.service"]
+    assert copies["etc/systemd/system/a.service"] == {
+        "src": "/etc/systemd/system/a.service",
+        "fields": {"unit": "a", "kind": "fragment", "path": "/etc/systemd/system/a.service"},
     }
-    copied = {"etc/systemd/system/a.service": {"src": "/etc/systemd/system/a.service", "sha256": "ab" * 32}}
-    saved = {
-        "unit": "a",
-        "kind": "fragment",
-        "path": "/etc/systemd/system/a.service",
-        "checksum": "ab" * 32,
-        "backup": "/var/lib/qr/evidence/r1/backup/etc/systemd/system/a.service",
-        "saved": True,
-    }
-    assert evidence_format.backup_entries(files, copied, "/var/lib/qr/evidence/r1/backup/") == [saved]
-    # Check mode copies nothing: every file is listed, unsaved.
-    planned = evidence_format.backup_entries(files, None, "/var/lib/qr/evidence/r1/backup")
-    assert [(e["path"], e["saved"], e["checksum"]) for e in planned] == [
-        ("/etc/systemd/system/a.service", False, None),
-        ("/run/gone.conf", False, None),
-    ]
+    assert evidence_format.backup_copies(None) == {}
