@@ -84,7 +84,7 @@ INTERNAL = (
     # diagnosis or the recovery (a pipeline called healthy, a directory never claimed).
     "preflight_snapshot",
     "evidence_result",
-    "unit_backup_files",
+    "unit_backup_result",
     "consumer_recovery_results",
     "consumer_recovery_restart_stages",
     "governor_result",

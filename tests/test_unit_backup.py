@@ -1,7 +1,7 @@
 """The unit_backup role through the real `ansible-playbook` on localhost, against unit files
 under a temporary directory: one evidence_files call leaves what playbooks/rollback.yml reads
 (the copies, SHA256SUMS that `sha256sum -c` passes, manifest.json's `files`) and the role's
-result `unit_backup_files`; in check mode it writes nothing."""
+result `unit_backup_result`; in check mode it writes nothing."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ import yaml
 from conftest import PROJECT_ROOT
 
 RUN_ID = "20261203T101500Z-ab12"
-TASKS = ["Copy the unit files and drop-ins into the run's backup, with SHA256SUMS and the restore manifest",
-         "Remember the files saved (in check mode, the files that would be)"]
+TASKS = ["Copy the unit files and drop-ins into the run's backup, with SHA256SUMS and the restore manifest"]
 
 
 def run_role(tmp_path: Path, units: dict, *, check: bool = False) -> dict[str, dict]:
@@ -30,8 +29,7 @@ def run_role(tmp_path: Path, units: dict, *, check: bool = False) -> dict[str, d
         "vars": {
             "preflight_run_id": RUN_ID,
             "preflight_mode": "TESTNET",
-            "evidence_dir": str(tmp_path / "evidence" / RUN_ID),
-            "evidence_services": units,
+            "evidence_result": {"dir": str(tmp_path / "evidence" / RUN_ID), "before": {"services": units}},
             "pipeline": {"stages": [{"name": "execution", "unit": "quantum-execution"},
                                     {"name": "engine", "unit": "quantum-ai-engine"}]},
         },
@@ -102,15 +100,14 @@ def test_one_task_backs_up_the_units_for_the_rollback(tmp_path: Path) -> None:
     ]
     for entry in manifest["files"]:
         assert Path(entry["backup"]).read_bytes() == Path(entry["path"]).read_bytes()
-    facts = results[TASKS[1]]["ansible_facts"]
-    assert facts["unit_backup_files"] == manifest["files"]
+    assert results[TASKS[0]]["entries"] == manifest["files"]
 
 
 def test_check_mode_writes_nothing_and_lists_what_would_be_saved(tmp_path: Path) -> None:
     units = units_on(tmp_path / "target")
     results = run_role(tmp_path, units, check=True)
     assert not (tmp_path / "evidence").exists()
-    files = results[TASKS[1]]["ansible_facts"]["unit_backup_files"]
+    files = results[TASKS[0]]["entries"]
     assert [(f["unit"], f["kind"], f["saved"]) for f in files] == [
         ("quantum-execution", "fragment", False), ("quantum-execution", "drop-in", False),
         ("quantum-ai-engine", "fragment", False),
