@@ -1,7 +1,8 @@
 """The mode gate: the mode file is read exactly as systemd reads an `EnvironmentFile=`, and only
 a value systemd would give the unit as exactly `true`, uncontradicted, is TESTNET.
 
-`filter_plugins/mode_gate.py` ports systemd 252 (Debian 12 ships 252.38):
+The collection's `module_utils/mode_gate.py` (which pipeline_snapshot runs on the target, and
+the `mode_gate` filter imports) ports systemd 252 (Debian 12 ships 252.38):
 parse_env_file_internal() and load_env_file() in src/basic/env-file.c, read_full_file() in
 src/basic/fileio.c, strv_env_clean_with_callback() and env_assignment_is_valid() in
 src/basic/env-util.c, applied as exec_context_load_environment() in src/core/execute.c does.
@@ -22,11 +23,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import load_project_file
+from conftest import collection_util, load_project_file
 
-mode_gate_module = load_project_file("filter_plugins/mode_gate.py")
-mode_gate = mode_gate_module.mode_gate
-load_env_file = mode_gate_module.load_env_file
+gate_module = collection_util("mode_gate")
+mode_gate = gate_module.mode_gate
+load_env_file = gate_module.load_env_file
+filter_module = load_project_file("filter_plugins/mode_gate.py")
 
 VAR = "BINANCE_TESTNET"
 SOURCE = "/etc/quantum/testnet.env"
@@ -184,7 +186,7 @@ def test_variable_is_data() -> None:
 
 
 def test_only_mode_gate_is_a_filter() -> None:
-    assert set(mode_gate_module.FilterModule().filters()) == {"mode_gate"}
+    assert filter_module.FilterModule().filters() == {"mode_gate": mode_gate}
 
 
 # systemd's own env-file cases (src/test/test-env-file.c), as systemd 252 loads them.
@@ -318,3 +320,53 @@ def test_agrees_with_the_real_systemd() -> None:
         loaded = load_env_file(data.decode("utf-8", "surrogateescape"))
         ours = None if loaded.error else loaded.environment
         assert ours == systemd, data
+
+
+# read_mode_gate: the file read on the target (by pipeline_snapshot), whole, as systemd reads it.
+
+
+def test_read_mode_gate_reads_the_bytes_systemd_reads(tmp_path) -> None:
+    path = tmp_path / "testnet.env"
+    path.write_bytes(b"API_KEY=\xc3\xa9t\xc3\xa9\r\nBINANCE_TESTNET=true\r\n")
+    assert gate_module.read_mode_gate(str(path), VAR) == mode_gate(
+        "API_KEY=\u00e9t\u00e9\r\nBINANCE_TESTNET=true\r\n", VAR, str(path)
+    )
+    path.write_bytes(b"API_KEY=\xff\nBINANCE_TESTNET=true\n")
+    gate = gate_module.read_mode_gate(str(path), VAR)
+    assert gate["reason"] == f"systemd would refuse to load {path}: line 1 is not valid UTF-8"
+
+
+def test_read_mode_gate_says_why_a_file_cannot_be_read(tmp_path) -> None:
+    missing = tmp_path / "absent.env"
+    assert gate_module.read_mode_gate(str(missing), VAR) == {
+        "mode": "UNKNOWN",
+        "reason": f"{missing} is missing or unreadable (File not found: {missing})",
+        "changes_allowed": False,
+        "assignments": [],
+    }
+    below_a_file = tmp_path / "file"
+    below_a_file.write_text("x")
+    reason = gate_module.read_mode_gate(str(below_a_file / "testnet.env"), VAR)["reason"]
+    assert reason == (
+        f"{below_a_file}/testnet.env is missing or unreadable "
+        f"(Unable to read file: {below_a_file}/testnet.env (Not a directory))"
+    )
+
+
+def test_read_mode_gate_never_quotes_the_file_in_a_failure(tmp_path, monkeypatch) -> None:
+    """A failure of the gate itself is UNKNOWN, named by the exception's type: its message
+    (which could quote the file) is not shown."""
+
+    def fails(content, *args):
+        raise ValueError(f"cannot parse {content!r}")
+
+    path = tmp_path / "testnet.env"
+    path.write_text("API_SECRET=hunter2\nBINANCE_TESTNET=true\n")
+    monkeypatch.setattr(gate_module, "mode_gate", fails)
+    gate = gate_module.read_mode_gate(str(path), VAR)
+    assert gate == {
+        "mode": "UNKNOWN",
+        "reason": f"the mode gate failed on {path} (ValueError; the file's content is not shown)",
+        "changes_allowed": False,
+        "assignments": [],
+    }
