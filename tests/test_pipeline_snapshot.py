@@ -4,9 +4,11 @@ machine's PID 1 is not systemd, so the module's systemctl part runs in the Molec
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -19,6 +21,8 @@ KEY = "quantum:governor"
 DECISIONS, INTENTS = "quantum:stream:ai.decision", "quantum:stream:trade.intent"
 RESULTS = "quantum:stream:trade.result"
 DAY_MS = 86_400_000
+# A target Python without redis-py (Debian's, without python3-redis), when this machine has one.
+PYTHONS_WITHOUT_REDIS = [Path("/usr/bin/python3")]
 
 
 def pipeline(connection: dict, **extra) -> dict:
@@ -241,3 +245,144 @@ def test_redis_false_reads_the_units_alone_without_contacting_redis(redis_server
     assert redis_state == (None, {}, [], None)
     failed = run_ansible_module("pipeline_snapshot", {**args, "redis": True}, check=True, expect_failure=True)
     assert "reading the streams" in failed["msg"] or "connect" in failed["msg"].lower()
+
+
+# --- The mode file: read in the same call, judged by the mode gate, never returned ------------
+
+VAR = "BINANCE_TESTNET"
+SECRET = "hunter2-s3cr3t-9f4e"
+gate_util = pytest.importorskip(f"ansible_collections.{COLLECTION}.plugins.module_utils.mode_gate")
+
+
+def mode_file(tmp_path, content: bytes | str) -> str:
+    path = tmp_path / "testnet.env"
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return str(path)
+
+
+def test_the_mode_file_of_a_testnet_run_gives_testnet(redis_server, incident, tmp_path):
+    path = mode_file(tmp_path, f"API_KEY={SECRET}\nBINANCE_TESTNET=true\n")
+    result = snapshot(redis_server, mode_file=path, mode_variable=VAR)
+    assert result["mode_gate"] == {
+        "mode": "TESTNET",
+        "reason": f"BINANCE_TESTNET=true in {path} (line 2)",
+        "changes_allowed": True,
+        "assignments": [{"line": 2, "value": "true"}],
+    }
+    # The rest of the snapshot is read as ever.
+    assert result["streams"][DECISIONS]["groups"]["router"]["pending"] == 3
+
+
+def test_the_mode_file_of_a_live_run_gives_live(redis_server, incident, tmp_path):
+    path = mode_file(tmp_path, "# the desk trades for real\nBINANCE_TESTNET=false\n")
+    gate = snapshot(redis_server, mode_file=path, mode_variable=VAR)["mode_gate"]
+    assert gate == {
+        "mode": "LIVE",
+        "reason": f"BINANCE_TESTNET=false in {path} (line 2)",
+        "changes_allowed": False,
+        "assignments": [{"line": 2, "value": "false"}],
+    }
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "BINANCE_TESTNET=true # a note\n",
+        "export BINANCE_TESTNET=true\n",
+        "BINANCE_TESTNET=true\nBINANCE_TESTNET=false\n",
+        "OTHER=1\n",
+        b"BINANCE_TESTNET=true\nAPI_KEY=\xff\n",
+    ],
+)
+def test_the_module_decides_as_the_mode_gate_does(redis_server, tmp_path, content):
+    """One definition: the module's decision is the collection's mode_gate on the file."""
+    path = mode_file(tmp_path, content)
+    gate = snapshot(redis_server, governor=False, mode_file=path, mode_variable=VAR)["mode_gate"]
+    text = content if isinstance(content, str) else content.decode("utf-8", "surrogateescape")
+    assert gate == gate_util.mode_gate(text, VAR, path)
+    assert gate["mode"] == "UNKNOWN" and gate["changes_allowed"] is False
+
+
+def test_a_missing_mode_file_is_unknown_with_the_reason_slurp_gave(redis_server, tmp_path):
+    """Not a failure of the module: the mode is UNKNOWN, and the reason reads as it did when
+    ansible.builtin.slurp read the file (`File not found: PATH`)."""
+    path = str(tmp_path / "absent.env")
+    result = snapshot(redis_server, governor=False, mode_file=path, mode_variable=VAR)
+    assert result["mode_gate"] == {
+        "mode": "UNKNOWN",
+        "reason": f"{path} is missing or unreadable (File not found: {path})",
+        "changes_allowed": False,
+        "assignments": [],
+    }
+    directory = snapshot(redis_server, governor=False, mode_file=str(tmp_path), mode_variable=VAR)
+    assert directory["mode_gate"]["reason"] == (
+        f"{tmp_path} is missing or unreadable (Source is a directory and must be a file: {tmp_path})"
+    )
+
+
+def test_a_mode_file_systemd_refuses_is_unknown(redis_server, tmp_path):
+    path = mode_file(tmp_path, b"BINANCE_TESTNET=true\nAPI_KEY=a\x00b\n")
+    gate = snapshot(redis_server, governor=False, mode_file=path, mode_variable=VAR)["mode_gate"]
+    assert gate["mode"] == "UNKNOWN"
+    assert gate["reason"] == f"systemd would refuse to load {path}: it holds a NUL byte"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        f"API_SECRET={SECRET}\nBINANCE_TESTNET=true\n",
+        f"BINANCE_TESTNET=true\\\nAPI_SECRET={SECRET}\n",
+        f'BINANCE_TESTNET="true\nAPI_SECRET={SECRET}"\n',
+        f"BINANCE_TESTNET={SECRET}\n",
+        f"API_SECRET={SECRET}\nexport BINANCE_TESTNET=true\n",
+        f"API_SECRET={SECRET}\n\x00",
+    ],
+)
+def test_the_mode_file_content_never_leaves_the_target(redis_server, tmp_path, content):
+    """The file may hold API keys: only the mode variable's own single-line values are returned
+    (a value of the mode variable that is itself the secret is shown cut to 40 characters in the
+    reason, as the gate always did: here it is short, so it is only the value that appears)."""
+    path = mode_file(tmp_path, content)
+    result = snapshot(redis_server, governor=False, mode_file=path, mode_variable=VAR)
+    shown = json.dumps(result)
+    if content.startswith(f"{VAR}={SECRET}"):
+        # The mode variable's own value: named as the gate names it, and nowhere else.
+        assert shown.count(SECRET) == 2, shown  # the reason and assignments[0].value
+        return
+    assert SECRET not in shown, shown
+
+
+def test_a_failed_read_still_returns_the_mode_and_never_the_content(redis_server, tmp_path):
+    """Redis unreachable: the module fails with its sentence, and the mode is known anyway."""
+    path = mode_file(tmp_path, f"API_SECRET={SECRET}\nBINANCE_TESTNET=true\n")
+    down = {**redis_server.connection, "port": free_loopback_port()}
+    args = {"pipeline": pipeline(down), "units": False, "mode_file": path, "mode_variable": VAR}
+    failed = run_ansible_module("pipeline_snapshot", args, check=True, expect_failure=True)
+    assert failed["mode_gate"]["mode"] == "TESTNET"
+    assert SECRET not in json.dumps(failed)
+
+
+def test_the_mode_file_with_redis_false_needs_neither_redis_nor_its_client(redis_server, tmp_path):
+    """rollback.yml's preflight: Redis may be down. With redis=false nothing connects, and the
+    target's Python needs no redis-py (a Python without it, when this machine has one)."""
+    path = mode_file(tmp_path, "BINANCE_TESTNET=true\n")
+    down = {**redis_server.connection, "port": free_loopback_port()}
+    args = {"pipeline": pipeline(down), "units": False, "redis": False}
+    args.update(mode_file=path, mode_variable=VAR)
+    result = run_ansible_module("pipeline_snapshot", args, check=True)
+    assert (result["server"], result["streams"], result["governor"]) == (None, {}, None)
+    assert result["mode_gate"]["mode"] == "TESTNET"
+    bare = next((python for python in PYTHONS_WITHOUT_REDIS if python.exists()), None)
+    if bare is None:
+        pytest.skip("no Python without redis-py on this machine")
+    result = run_ansible_module("pipeline_snapshot", args, check=True, interpreter=bare)
+    assert result["mode_gate"]["mode"] == "TESTNET"
+    failed = run_ansible_module("pipeline_snapshot", {**args, "redis": True}, check=True, interpreter=bare,
+                                expect_failure=True)  # fmt: skip
+    assert "redis" in failed["msg"] and failed["mode_gate"]["mode"] == "TESTNET"
+
+
+def test_without_mode_file_there_is_no_mode_gate_and_the_variable_needs_the_file(redis_server):
+    assert "mode_gate" not in snapshot(redis_server, governor=False)
+    failed = snapshot(redis_server, expect_failure=True, governor=False, mode_variable=VAR)
+    assert "mode_file" in failed["msg"] and "mode_variable" in failed["msg"]

@@ -1,13 +1,14 @@
 #!/usr/bin/python
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # Everything a verdict about a pipeline needs, read in one call: its streams, groups and
-# consumers, its governor, and its systemd units down to the kernel's state of each process.
+# consumers, its governor, its systemd units down to the kernel's state of each process, and
+# what its mode file says.
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
 module: pipeline_snapshot
-short_description: Read a Redis Streams pipeline's streams, groups, governor and systemd units in one call
+short_description: Read a Redis Streams pipeline's streams, groups, governor, units and mode file in one call
 description:
   - One call per phase of a healing run reads everything a decision about the pipeline (the
     inventory variable C(pipeline)) needs, and returns it as one structure.
@@ -24,12 +25,16 @@ description:
     PID, restarts, when it became active), then the kernel's state of each main process
     (C(/proc/PID/stat)), because systemd reports a process stopped by C(SIGSTOP) as
     C(active (running)).
+  - B(The mode file), with O(mode_file) - read as systemd 252 reads the units'
+    C(EnvironmentFile=), and judged by the mode gate (RV(mode_gate)). Only the gate's decision
+    and the mode variable's own lines are returned, never the file's content (it may hold API keys).
   - It never changes anything.
 version_added: "1.1.0"
 author:
   - quantum-remediation maintainers (@quantum-remediation)
 requirements:
-  - redis (redis-py) 5.0 or later on the target (Debian package python3-redis, pip package redis).
+  - redis (redis-py) 5.0 or later on the target (Debian package python3-redis, pip package redis),
+    unless O(redis=false).
   - systemd on the target, unless O(units=false).
 extends_documentation_fragment:
   - quantum.redis_streams.redis_connection
@@ -83,6 +88,25 @@ options:
     type: int
     default: 0
     version_added: "1.3.0"
+  mode_file:
+    description:
+      - The mode file to judge (the inventory's C(pipeline.mode_file), the units' C(EnvironmentFile=)) - read
+        whole, as systemd 252 reads it, and judged on O(mode_variable) by the mode gate; the decision is
+        RV(mode_gate).
+      - Its content never appears in the result, not even in a failure's message (it may hold API keys).
+      - A file missing, unreadable or one systemd would refuse (a NUL byte, a line not valid UTF-8) is not a
+        failure of the module - the mode is then C(UNKNOWN), and RV(mode_gate)'s C(reason) says why.
+      - Read before anything else, so that a failure of the rest (Redis unreachable, a unit unreadable)
+        still returns RV(mode_gate).
+    type: path
+    version_added: "1.4.0"
+  mode_variable:
+    description:
+      - The variable of O(mode_file) that says the mode (the inventory's C(pipeline.mode_variable), for
+        example C(BINANCE_TESTNET)) - V(true) is C(TESTNET), V(false) is C(LIVE).
+      - Required with O(mode_file).
+    type: str
+    version_added: "1.4.0"
 attributes:
   check_mode:
     description: Can run in check mode and returns the same facts; it never changes anything.
@@ -91,7 +115,9 @@ attributes:
     description: Nothing changes, so there is nothing to diff.
     support: none
   platform:
-    description: Runs on the target, which needs redis-py, network access to Redis and systemd.
+    description:
+      - Runs on the target, which needs redis-py and network access to Redis (unless O(redis=false)) and
+        systemd (unless O(units=false)).
     support: full
     platforms: posix
 notes:
@@ -114,6 +140,18 @@ EXAMPLES = r"""
     msg: >-
       {{ snapshot.units | dict2items | selectattr('value.active_state', 'eq', 'active')
          | selectattr('value.process_stopped') | map(attribute='key') | list }}
+
+- name: Decide the mode from the mode file, with the units alone (Redis may be down)
+  quantum.redis_streams.pipeline_snapshot:
+    pipeline: "{{ pipeline }}"
+    redis: false
+    mode_file: "{{ pipeline.mode_file }}"
+    mode_variable: "{{ pipeline.mode_variable }}"
+  register: snapshot
+
+- name: Say what the mode gate decided
+  ansible.builtin.debug:
+    msg: "Mode {{ snapshot.mode_gate.mode }} ({{ snapshot.mode_gate.reason }})"
 """
 
 RETURN = r"""
@@ -233,12 +271,45 @@ elapsed_ms:
   returned: always
   type: int
   sample: 12
+mode_gate:
+  description:
+    - What O(mode_file) says about O(mode_variable), as systemd reads the file - the mode gate's decision.
+      Nothing else of the file - only the mode variable's own lines.
+    - Also returned when the module fails after reading it (Redis unreachable, a unit unreadable).
+  returned: when O(mode_file) is set
+  type: dict
+  contains:
+    mode:
+      description:
+        - C(TESTNET) only when the value systemd gives the units is exactly C(true) and every assignment
+          of O(mode_variable) says so; C(LIVE) likewise for C(false).
+        - C(UNKNOWN) otherwise - a file missing, unreadable or refused by systemd, no assignment,
+          contradicting assignments, a line that only looks like an assignment, any other value.
+      type: str
+      sample: TESTNET
+    reason:
+      description: One sentence - why this mode; for C(UNKNOWN), what to fix.
+      type: str
+      sample: BINANCE_TESTNET=true in /etc/quantum/testnet.env (line 3)
+    changes_allowed:
+      description: True only for C(TESTNET).
+      type: bool
+      sample: true
+    assignments:
+      description:
+        - The assignments of O(mode_variable) systemd reads, in the file's order - C(line) (1-based) and
+          C(value), the value systemd reads (null when it runs on over other lines, which may hold other
+          variables' secrets).
+      type: list
+      elements: dict
+      sample: [{line: 3, value: "true"}]
 """
 
 import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.quantum.redis_streams.plugins.module_utils.mode_gate import read_mode_gate
 from ansible_collections.quantum.redis_streams.plugins.module_utils.redis_connection import (
     connection_argument_spec,
 )
@@ -258,13 +329,34 @@ def argument_spec() -> dict[str, Any]:
         wait_s={"type": "int", "default": 0},
         redis={"type": "bool", "default": True},
         unit_names={"type": "list", "elements": "str"},
+        mode_file={"type": "path"},
+        mode_variable={"type": "str"},
     )
     return spec
 
 
+class SnapshotModule(AnsibleModule):
+    """An AnsibleModule whose failures carry the mode gate, once it is decided: whatever else
+    fails (Redis unreachable, a unit unreadable), the mode is known."""
+
+    mode_gate: dict[str, Any] | None = None
+
+    def fail_json(self, msg: str, **kwargs: Any) -> None:  # type: ignore[override]
+        if self.mode_gate is not None:
+            kwargs.setdefault("mode_gate", self.mode_gate)
+        super().fail_json(msg, **kwargs)
+
+
 def main() -> None:
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = SnapshotModule(
+        argument_spec=argument_spec(),
+        required_together=[("mode_file", "mode_variable")],
+        supports_check_mode=True,
+    )
     params = module.params
+    # First: the mode is decided even when reading the rest fails.
+    if params["mode_file"] is not None:
+        module.mode_gate = read_mode_gate(params["mode_file"], params["mode_variable"])
     if params["wait_s"] < 0:
         module.fail_json(msg=f"wait_s must be 0 or more seconds, got {params['wait_s']}.")
     reader = PipelineReader(module, governor=params["governor"])
@@ -276,6 +368,8 @@ def main() -> None:
         snapshot = reader.read(units=units, governor=params["governor"], redis=params["redis"])
     finally:
         reader.close()
+    if module.mode_gate is not None:
+        snapshot["mode_gate"] = module.mode_gate
     module.exit_json(changed=False, **snapshot)
 
 
