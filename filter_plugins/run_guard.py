@@ -264,7 +264,9 @@ def target_problems(
     result = snapshot if isinstance(snapshot, Mapping) else {}
     if result.get("skipped") or not result:
         return []
-    if result.get("failed"):
+    # failed_when false registers a failure with `failed` false: a result without the `units`
+    # every snapshot taken returns is a failure all the same.
+    if result.get("failed") or "units" not in result:
         msg = str(result.get("msg") or "").strip()
         if REDIS_IMPORT_FAILED in msg:
             return [

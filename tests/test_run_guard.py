@@ -196,6 +196,30 @@ def test_target_problems_one_sentence_each() -> None:
     assert target_problems(broken, PIPELINE, "qt-lab", fail_on_missing=False) == problems[:1]
 
 
+NO_CLIENT = "Failed to import the required Python library (redis (Debian: python3-redis; pip: redis))"
+NO_PYTHON = "/bin/sh: 1: python3: not found"
+
+
+@pytest.mark.parametrize(
+    ("result", "problem"),
+    [
+        ({"msg": NO_CLIENT}, "The Python Redis client is missing on qt-lab"),
+        ({"msg": "Redis at 127.0.0.1:6390 refused the password: check pipeline.redis.password."}, "Redis at"),
+        (
+            {"msg": "MODULE FAILURE: No start of json char found", "module_stderr": NO_PYTHON},
+            f"The target's Python could not run the pipeline snapshot on qt-lab: {NO_PYTHON}.",
+        ),
+    ],
+)
+def test_target_problems_of_a_failure_registered_with_failed_when_false(result, problem) -> None:
+    """As preflight registers it: failed_when false sets `failed` false on the module's failure
+    (the mode gate read before the failure comes with it). Its own sentence, not units that
+    "do not exist" because none were read."""
+    registered = {"failed": False, "failed_when_result": False, "mode_gate": {"mode": "TESTNET"}}
+    problems = run_guard.target_problems({**registered, **result}, PIPELINE, "qt-lab")
+    assert len(problems) == 1 and problems[0].startswith(problem), problems
+
+
 def test_run_id_shape() -> None:
     assert is_run_id("20260117T101734Z-ab12")
     assert not is_run_id("../../etc")
