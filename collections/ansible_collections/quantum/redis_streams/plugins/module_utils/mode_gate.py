@@ -259,7 +259,8 @@ def load_env_file(content: str) -> EnvFile:
             result.error = f"line {item.first_line} is not valid UTF-8"
             return result
         # strv_env_replace_consume() matches on the text before the first `=` of `key=value`.
-        name, _, value = f"{item.key}={item.value}".partition("=")
+        # (the text always holds that `=`: split() gives exactly the two parts).
+        name, value = f"{item.key}={item.value}".split("=", 1)
         entries[name] = value
     result.environment = {name: value for name, value in entries.items() if _assignment_is_valid(name, value)}
     return result
