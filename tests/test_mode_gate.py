@@ -1,8 +1,8 @@
 """The mode gate: the mode file is read exactly as systemd reads an `EnvironmentFile=`, and only
 a value systemd would give the unit as exactly `true`, uncontradicted, is TESTNET.
 
-The collection's `module_utils/mode_gate.py` (which pipeline_snapshot runs on the target, and
-the `mode_gate` filter imports) ports systemd 252 (Debian 12 ships 252.38):
+The collection's `module_utils/mode_gate.py` (which pipeline_snapshot runs on the target) ports
+systemd 252 (Debian 12 ships 252.38):
 parse_env_file_internal() and load_env_file() in src/basic/env-file.c, read_full_file() in
 src/basic/fileio.c, strv_env_clean_with_callback() and env_assignment_is_valid() in
 src/basic/env-util.c, applied as exec_context_load_environment() in src/core/execute.c does.
@@ -23,12 +23,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import collection_util, load_project_file
+from conftest import collection_util
 
 gate_module = collection_util("mode_gate")
 mode_gate = gate_module.mode_gate
 load_env_file = gate_module.load_env_file
-filter_module = load_project_file("filter_plugins/mode_gate.py")
 
 VAR = "BINANCE_TESTNET"
 SOURCE = "/etc/quantum/testnet.env"
@@ -183,10 +182,6 @@ def test_variable_is_data() -> None:
     assert mode_gate("SANDBOX=true\n", "SANDBOX")["mode"] == "TESTNET"
     assert mode_gate("SANDBOX=true\n", VAR)["mode"] == "UNKNOWN"
     assert "not a name systemd accepts" in mode_gate("export SANDBOX=true\n", "export SANDBOX")["reason"]
-
-
-def test_only_mode_gate_is_a_filter() -> None:
-    assert filter_module.FilterModule().filters() == {"mode_gate": mode_gate}
 
 
 # systemd's own env-file cases (src/test/test-env-file.c), as systemd 252 loads them.

@@ -1,6 +1,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # The mode gate: one definition, used by pipeline_snapshot (which reads the mode file on the
-# target) and by the project's `mode_gate` filter.
+# target).
 """The mode gate: what a mode file says, read exactly as systemd reads it.
 
 The mode file is the `EnvironmentFile=` of the pipeline's units, so the only meaning that
