@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -233,6 +234,25 @@ def test_wait_s_reads_the_end_of_a_window(redis_server, incident):
     assert result["server"]["time_ms"] - start_ms >= 1000
     failed = snapshot(redis_server, expect_failure=True, wait_s=-1)
     assert failed["msg"] == "wait_s must be 0 or more seconds, got -1."
+
+
+def test_read_start_reads_both_ends_of_a_window(redis_server, incident):
+    """read_start: the start is read before the wait and the end after it, by the server's own
+    clock; an entry added in between is in the end's stream only."""
+    length = snapshot(redis_server)["streams"][DECISIONS]["length"]
+    # Added while the module waits (it starts in well under 1.5 s, and waits 3 s).
+    adding = threading.Timer(1.5, incident.xadd, (DECISIONS, {"decision": "during the window"}))
+    adding.start()
+    try:
+        result = snapshot(redis_server, wait_s=3, read_start=True)
+    finally:
+        adding.join()
+    start = result["start"]
+    assert set(start) == {"server", "streams", "missing"}
+    assert result["server"]["time_ms"] - start["server"]["time_ms"] >= 3000
+    lengths = (start["streams"][DECISIONS]["length"], result["streams"][DECISIONS]["length"])
+    assert lengths == (length, length + 1)
+    assert "start" not in snapshot(redis_server)
 
 
 def test_redis_false_reads_the_units_alone_without_contacting_redis(redis_server):

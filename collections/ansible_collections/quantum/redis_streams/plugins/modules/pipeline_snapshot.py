@@ -88,6 +88,13 @@ options:
     type: int
     default: 0
     version_added: "1.3.0"
+  read_start:
+    description:
+      - Also read the streams before the wait, and return that read as RV(start) - a window's start and
+        end in one task (its start read without the units or the governor).
+    type: bool
+    default: false
+    version_added: "1.4.0"
   mode_file:
     description:
       - The mode file to judge (the inventory's C(pipeline.mode_file), the units' C(EnvironmentFile=)) - read
@@ -170,6 +177,12 @@ streams:
     - Per stream of the pipeline, its state, groups and consumers, exactly as
       RV(quantum.redis_streams.redis_stream_info#module:streams).
   returned: always
+  type: dict
+start:
+  description:
+    - With O(read_start), the read taken before the wait - C(server), C(streams) and C(missing) as
+      above, at the start of the window.
+  returned: when O(read_start) is true
   type: dict
 missing:
   description: The streams (C(stream)) and groups (C(stream/group)) of the pipeline that do not exist.
@@ -331,6 +344,7 @@ def argument_spec() -> dict[str, Any]:
         unit_names={"type": "list", "elements": "str"},
         mode_file={"type": "path"},
         mode_variable={"type": "str"},
+        read_start={"type": "bool", "default": False},
     )
     return spec
 
@@ -360,14 +374,20 @@ def main() -> None:
     if params["wait_s"] < 0:
         module.fail_json(msg=f"wait_s must be 0 or more seconds, got {params['wait_s']}.")
     reader = PipelineReader(module, governor=params["governor"])
-    # Every option is checked before the wait: a bad one fails at once.
-    time.sleep(params["wait_s"])
     try:
+        start = None
+        if params["read_start"]:
+            first = reader.read(units=[], governor=False, redis=params["redis"])
+            start = {key: first[key] for key in ("server", "streams", "missing")}
+        # Every option is checked before the wait: a bad one fails at once.
+        time.sleep(params["wait_s"])
         # None: every stage's unit.
         units = params["unit_names"] if params["units"] else []
         snapshot = reader.read(units=units, governor=params["governor"], redis=params["redis"])
     finally:
         reader.close()
+    if start is not None:
+        snapshot["start"] = start
     if module.mode_gate is not None:
         snapshot["mode_gate"] = module.mode_gate
     module.exit_json(changed=False, **snapshot)
