@@ -15,7 +15,7 @@ STEPS = (
     ("unit backup", "unit_backup_files"),
     ("consumer recovery", "consumer_recovery_results"),
     ("governor", "governor_result"),
-    ("service restart", "service_restart_results"),
+    ("service restart", "service_restart_result.results"),
     ("stream verification", "stream_verify_ok"),
     ("evidence after", "evidence_result.after"),
 )
@@ -193,7 +193,7 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
     preflight_mode_reason, preflight_changes_allowed, check_mode, evidence_result (the evidence
     role's result: `before` and `after`, each phase's judgement, and `dir`), unit_backup_files,
     consumer_recovery_results, consumer_recovery_restart_stages, governor_result,
-    service_restart_units, service_restart_results, stream_verify_ok, stream_verify_verdicts,
+    service_restart_result (`units` planned, `results`), stream_verify_ok, stream_verify_verdicts,
     stream_verify_findings, failed_task (name, msg), diagnosis_only, now (epoch seconds).
     Any of them may be missing or None.
 
@@ -223,10 +223,11 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
     now = facts.get("now")
     finished = datetime.fromtimestamp(float(now), tz=UTC) if now is not None else None
 
-    restart_results = [_mapping(r) for r in _list(facts.get("service_restart_results"))]
+    restart = _mapping(facts.get("service_restart_result"))
+    restart_results = [_mapping(r) for r in _list(restart.get("results"))]
     restarted_units = [r.get("unit") for r in restart_results if r.get("restarted")]
     failed_units = [r.get("unit") for r in restart_results if r.get("failed")]
-    planned_units = _list(facts.get("service_restart_units"))
+    planned_units = _list(restart.get("units"))
     recovery = _mapping(facts.get("consumer_recovery_results"))
     restarted_names = {str(unit).removesuffix(".service") for unit in restarted_units}
     snapshots = [before.get("t1"), before.get("t0")]
@@ -244,7 +245,12 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
     verify_ok = facts.get("stream_verify_ok")
     failed_task = _failed_task(_mapping(facts.get("failed_task")), per_stage)
 
-    results = {**facts, "evidence_result.before": before or None, "evidence_result.after": after or None}
+    results = {
+        **facts,
+        "evidence_result.before": before or None,
+        "evidence_result.after": after or None,
+        "service_restart_result.results": restart.get("results"),
+    }
     done = [name for name, result in STEPS if _given(results.get(result))]
     not_done = [name for name, result in STEPS if not _given(results.get(result))]
     if diagnosis_only:

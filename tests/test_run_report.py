@@ -92,12 +92,14 @@ def _healed_facts() -> dict:
             "after": {"count": 5},
             "results_today": 5,
         },
-        "service_restart_units": ["quantum-execution", "quantum-ai-strategy-router", "quantum-ai-engine"],
-        "service_restart_results": [
-            {"unit": "quantum-execution", "restarted": True},
-            {"unit": "quantum-ai-strategy-router", "restarted": True},
-            {"unit": "quantum-ai-engine", "restarted": True},
-        ],
+        "service_restart_result": {
+            "units": ["quantum-execution", "quantum-ai-strategy-router", "quantum-ai-engine"],
+            "results": [
+                {"unit": "quantum-execution", "restarted": True},
+                {"unit": "quantum-ai-strategy-router", "restarted": True},
+                {"unit": "quantum-ai-engine", "restarted": True},
+            ],
+        },
         "stream_verify_ok": True,
         "stream_verify_verdicts": {"router": {"verdict": "OK"}},
         "now": datetime(2026, 1, 17, 10, 17, 34, tzinfo=UTC).timestamp() + 600,
@@ -127,7 +129,8 @@ def test_healed_run() -> None:
 def test_live_run_prints_the_plan_and_changes_nothing() -> None:
     facts = _healed_facts()
     facts.update(preflight_mode="LIVE", preflight_changes_allowed=False, stream_verify_ok=None)
-    facts["service_restart_results"] = [{"unit": u, "planned": True} for u in facts["service_restart_units"]]
+    restart = facts["service_restart_result"]
+    restart["results"] = [{"unit": u, "planned": True} for u in restart["units"]]
     facts["consumer_recovery_lines"] = ["router: 3 entries moved to router-1"]
     summary = run_summary(facts)
     assert summary["outcome"] == "PLAN ONLY (LIVE)"
@@ -188,14 +191,13 @@ def test_a_healthy_pipeline_is_healthy_not_healed() -> None:
                                               "consumers": {}}},
         governor_result={"governor": {"key": "quantum:governor", "count": 40, "limit": 200},
                          "reset": False, "results_today": 40},
-        service_restart_units=[],
-        service_restart_results=[],
+        service_restart_result={"units": [], "results": []},
     )
     summary = run_summary(facts)
     assert summary["outcome"] == "HEALTHY (nothing to do)"
     assert summary["units_restarted"] == []
     # The same run with one unit restarted did change the pipeline.
-    facts["service_restart_results"] = [{"unit": "quantum-execution", "restarted": True}]
+    facts["service_restart_result"]["results"] = [{"unit": "quantum-execution", "restarted": True}]
     assert run_summary(facts)["outcome"] == "HEALED"
 
 
@@ -203,8 +205,8 @@ def test_a_healthy_diagnosis_skips_the_rest_as_not_needed() -> None:
     """recover.yml runs nothing after the diagnosis when every stage was OK: those steps are
     not needed (not "not done"), and the run is healthy without a verification."""
     facts = _healed_facts()
-    for fact in ("unit_backup_files", "consumer_recovery_results", "governor_result", "service_restart_units",
-                 "service_restart_results", "stream_verify_ok", "stream_verify_verdicts"):
+    for fact in ("unit_backup_files", "consumer_recovery_results", "governor_result",
+                 "service_restart_result", "stream_verify_ok", "stream_verify_verdicts"):
         facts.pop(fact, None)
     facts["evidence_result"].pop("after")
     facts["evidence_result"]["before"].update(
@@ -238,11 +240,10 @@ def test_diagnosis_only() -> None:
     for key in (
         "consumer_recovery_results",
         "governor_result",
-        "service_restart_results",
         "stream_verify_ok",
     ):
         facts.pop(key)
-    facts.update(diagnosis_only=True, service_restart_units=[])
+    facts.update(diagnosis_only=True, service_restart_result={"units": []})
     summary = run_summary(facts)
     assert summary["outcome"] == "DIAGNOSED"
     assert summary["plan"] == []
@@ -411,7 +412,7 @@ def test_the_pel_before_the_reclaim_comes_from_the_best_source() -> None:
     execution = next(s for s in run_summary(facts)["recovery"] if s["stage"] == "execution")
     assert (execution["live_pending_before"], execution["dead_lettered"], execution["replayed"]) == (7, 2, 5)
     # Not restarted: nothing replayed, and a stage the reclaim did not touch waits for nothing.
-    facts["service_restart_results"] = []
+    facts["service_restart_result"]["results"] = []
     summary = run_summary(facts)
     by_stage = {s["stage"]: s for s in summary["recovery"]}
     assert by_stage["execution"]["replayed"] == 0 and by_stage["execution"]["waiting_for_restart"] == 5
@@ -434,8 +435,7 @@ def _partial_failure_facts(failed_msg: str = "One or more items failed") -> dict
     router["totals"]["consumers_selected"] = 2
     facts.update(
         failed_task={"name": "Reclaim dead consumers of each stage", "msg": failed_msg},
-        service_restart_results=None,
-        service_restart_units=[],
+        service_restart_result={"units": [], "results": None},
         stream_verify_ok=None,
         stream_verify_verdicts=None,
         governor_result=None,
