@@ -88,9 +88,7 @@ INTERNAL = (
     "consumer_recovery_result",
     "governor_result",
     "service_restart_result",
-    "stream_verify_ok",
-    "stream_verify_verdicts",
-    "stream_verify_snapshots",
+    "stream_verify_result",
     "report_summary",
 )
 
