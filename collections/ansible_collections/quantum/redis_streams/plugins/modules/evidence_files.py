@@ -230,7 +230,6 @@ created_directories:
 import hashlib
 import os
 import stat
-import tempfile
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
@@ -240,38 +239,16 @@ from ansible_collections.quantum.redis_streams.plugins.module_utils.copy_index i
     manifest_entry,
     manifest_text,
 )
-
-
-def bad_names(names: list[str]) -> list[str]:
-    """The names that could write outside dest: empty, absolute, or holding a `..` component."""
-    return [
-        name
-        for name in names
-        if not name or os.path.isabs(name) or ".." in name.replace("\\", "/").split("/") or "\0" in name
-    ]
-
-
-def read_bytes(path: str) -> bytes | None:
-    """The file's bytes, or None when it does not exist."""
-    try:
-        with open(path, "rb") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-def write_atomically(path: str, data: bytes, mode: int) -> None:
-    """Write `data` to a temporary file beside `path`, set its mode, rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+from ansible_collections.quantum.redis_streams.plugins.module_utils.evidence_write import (
+    bad_names,
+    create_directories,
+    missing_directories,
+    not_text,
+    parse_mode,
+    path_under,
+    read_bytes,
+    write_atomically,
+)
 
 
 def copy_spec(value: Any) -> tuple[str, dict[str, Any]] | None:
@@ -367,35 +344,20 @@ class EvidenceFiles:
     @staticmethod
     def octal_mode_of(module: AnsibleModule, option: str, value: Any) -> int:
         """An option's mode as an int: an int as it is (YAML 0640), a string read as octal."""
-        if isinstance(value, int) and not isinstance(value, bool):
-            mode = value
-        else:
-            try:
-                mode = int(str(value).strip(), 8)
-            except ValueError:
-                mode = -1
-        if not 0 <= mode <= 0o7777:
+        mode = parse_mode(value)
+        if mode is None:
             module.fail_json(msg=f"{option} must be an octal mode such as '0640' (got {value!r}).")
         return mode
 
     def path(self, name: str) -> str:
-        return os.path.join(self.dest, os.path.normpath(name))
+        return path_under(self.dest, name)
 
     def directories_to_create(self) -> list[str]:
         """dest's missing parents and itself, then each missing subdirectory the names hold."""
-        wanted = {self.dest} | {os.path.dirname(self.path(name)) for name in self.contents}
-        missing: list[str] = []
-        for directory in sorted(wanted):
-            chain = []
-            current = directory
-            while not os.path.exists(current) and current not in missing and current not in chain:
-                chain.append(current)
-                current = os.path.dirname(current)
-            missing.extend(reversed(chain))
-        for directory in sorted(wanted):
-            if os.path.exists(directory) and not os.path.isdir(directory):
-                self.module.fail_json(msg=f"{directory} exists and is not a directory: nothing can go in it.")
-        return sorted(set(missing), key=lambda d: (d.count(os.sep), d))
+        missing, not_directories = missing_directories(self.dest, [self.path(name) for name in self.contents])
+        for directory in not_directories:
+            self.module.fail_json(msg=f"{directory} exists and is not a directory: nothing can go in it.")
+        return missing
 
     def plan(self) -> tuple[list[str], list[str], list[dict[str, Any]]]:
         """(names to write, names unchanged, diffs), from the files as they are now."""
@@ -421,9 +383,7 @@ class EvidenceFiles:
         return written, unchanged, diffs
 
     def make_directories(self) -> None:
-        for directory in self.missing_dirs:
-            os.mkdir(directory)
-            os.chmod(directory, self.directory_mode)
+        create_directories(self.missing_dirs, self.directory_mode)
 
     def write(self, names: list[str], done: list[str]) -> None:
         """Write the files `names`, in their order; `done` collects the names written."""
@@ -526,10 +486,10 @@ def main() -> None:
     )
     check_names(module)
     sources = copy_sources(module)
-    not_text = [name for name, text in module.params["files"].items() if not isinstance(text, str)]
-    if not_text:
+    not_texts = not_text(module.params["files"])
+    if not_texts:
         module.fail_json(
-            msg=f"files: the content of {', '.join(repr(n) for n in sorted(not_text))} is not text: "
+            msg=f"files: the content of {', '.join(repr(n) for n in not_texts)} is not text: "
             "render it first (to_nice_json, a template lookup)."
         )
     claim = module.params["claim"]
