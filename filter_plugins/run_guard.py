@@ -9,10 +9,12 @@ every role default passes.
 
 from __future__ import annotations
 
-import posixpath
 import re
 from collections.abc import Mapping
 from typing import Any
+
+# The path guards: one definition, shared with the collection's evidence_fetch (its `root`).
+from ansible_collections.quantum.redis_streams.plugins.plugin_utils.paths import is_under, path_problem
 
 _RUN_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4,8}$")
 _WHOLE = re.compile(r"^[+-]?[0-9]+$")
@@ -114,32 +116,6 @@ def _is_bool(value: Any) -> bool:
     if isinstance(value, bool):
         return True
     return isinstance(value, (str, int)) and str(value).strip().lower() in _TRUE | _FALSE
-
-
-def path_problem(value: Any, name: str) -> str | None:
-    """Why `value` is not an absolute, normalised path (no `.` or `..` component, no `//`,
-    not `/` itself), in one sentence naming the option; None when it is one."""
-    if not isinstance(value, str) or not value:
-        return f"{name} must be an absolute path (got {value!r})."
-    if "\0" in value or "\n" in value:
-        return f"{name} must be an absolute path on one line, without NUL (got {value!r})."
-    trimmed = value.rstrip("/") or "/"
-    if not value.startswith("/") or "//" in value or posixpath.normpath(trimmed) != trimmed or trimmed == "/":
-        return (
-            f"{name} must be an absolute path without '.' or '..' components, other than / itself "
-            f"(got {value!r})."
-        )
-    return None
-
-
-def is_under(path: Any, root: Any) -> bool:
-    """Whether `path`, normalised, is `root` or below it (lexically: both come from validated
-    options, never from a link the target could plant)."""
-    if not isinstance(path, str) or not isinstance(root, str) or not root.startswith("/"):
-        return False
-    root_n = posixpath.normpath(root)
-    path_n = posixpath.normpath(path)
-    return path_n == root_n or path_n.startswith(root_n.rstrip("/") + "/")
 
 
 def _option_problem(name: str, value: Any, spec: tuple, stage_names: list[str]) -> str | None:
