@@ -1,17 +1,21 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-# The controller's half of evidence_fetch: the module packs the target's directory into its
-# result; this unpacks it into dest on the controller and keeps the archive out of the result.
+# The controller's half of evidence_fetch: the destination is checked before the target is
+# contacted; the module packs the target's directory into its result; this unpacks it into dest
+# on the controller and keeps the archive out of the result.
 from __future__ import annotations
 
 import base64
 import binascii
 import io
 import os
+import posixpath
 import tarfile
 import tempfile
 from typing import Any
 
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+from ansible_collections.quantum.redis_streams.plugins.plugin_utils.paths import is_under, path_problem
 
 MODULE = "quantum.redis_streams.evidence_fetch"
 
@@ -37,20 +41,49 @@ def probe(dest: str) -> str | None:
     return None
 
 
+def dest_problem(dest: str, root: Any) -> str | None:
+    """Why dest is not <root>/<host>/<run id> (two components below root, normalised), in one
+    sentence naming the options; None when it is."""
+    problem = path_problem(root, "root")
+    if problem:
+        return problem
+    # path_problem proves dest normalised: `<root>/<host>/..` is not a run's directory.
+    if (
+        path_problem(dest, "dest") is None
+        and is_under(dest, root)
+        and posixpath.dirname(posixpath.dirname(posixpath.normpath(dest))) == posixpath.normpath(root)
+    ):
+        return None
+    return f"dest {dest} is not <root>/<host>/<run id> under {root}."
+
+
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = True
 
     def run(self, tmp: Any = None, task_vars: dict | None = None) -> dict:
         result = super().run(tmp, task_vars)
-        dest = self._task.args.get("dest")
+        args = self._task.args
+        dest = args.get("dest")
         if not isinstance(dest, str) or not os.path.isabs(dest):
             msg = f"dest must be an absolute path on the controller, got {dest!r}."
             return dict(result, failed=True, msg=msg)
-        if self._task.args.get("probe"):
+        if boolean(args.get("probe", False), strict=False):
             why = probe(dest)
-            return dict(result, changed=False, writable=why is None, dest=dest, msg=why or "writable")
-        fetched = self._execute_module(MODULE, module_args=dict(self._task.args), task_vars=task_vars)
+            if why is None:
+                return dict(result, changed=False, writable=True, dest=dest, msg="writable")
+            fail_msg = args.get("fail_msg")
+            msg = (
+                str(fail_msg).replace("{why}", why)
+                if fail_msg
+                else f"dest {dest} is not writable on the controller ({why})."
+            )
+            return dict(result, failed=True, changed=False, writable=False, dest=dest, msg=msg)
+        if args.get("root") is not None:
+            problem = dest_problem(dest, args["root"])
+            if problem:
+                return dict(result, failed=True, changed=False, msg=f"Not fetching the evidence: {problem}")
+        fetched = self._execute_module(MODULE, module_args=dict(args), task_vars=task_vars)
         content = fetched.pop("content", None)
         result.update(fetched)
         if fetched.get("failed") or self._task.check_mode:

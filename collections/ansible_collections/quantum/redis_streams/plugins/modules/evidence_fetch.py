@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # A run's evidence directory, copied from the target to the controller in one round trip: the
-# target packs it (this module), the controller unpacks it (the action plugin of the same name).
+# target writes the last files into it and packs it (this module), the controller unpacks it (the
+# action plugin of the same name).
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -12,7 +13,13 @@ description:
   - Packs every regular file and directory under O(src) on the target into one compressed tar
     archive, carried back in the module's result, and unpacks it on the controller into O(dest)
     (the action plugin of the same name). One round trip to the target, whatever the number of
-    files; nothing is written on the target.
+    files.
+  - O(files) are written under O(src) on the target first, in the same call, so that a run's last
+    files (its report) are written and fetched in one round trip. Nothing else is written on the
+    target.
+  - With O(root), O(dest) must be C(<root>/<host>/<run id>) - exactly two path components below
+    O(root), without C(.) or C(..) - or the task fails before the target is contacted and before
+    anything is written on the controller.
   - O(dest) and its missing parents are created with mode C(0750). Members are unpacked with
     Python's C(data) filter, so that no member can land outside O(dest), be a device, or keep
     set-uid bits. A symbolic link or any other special file under O(src) is left out and named
@@ -30,15 +37,46 @@ options:
     description: The directory on the controller to unpack into (created when missing).
     type: path
     required: true
+  root:
+    description:
+      - The controller directory that holds every fetched run. When given, O(dest) must be
+        C(<root>/<host>/<run id>) - two path components below it, the path normalised (no C(.), C(..)
+        or C(//)) - else the task fails, naming both, before the target is contacted and before
+        anything is written on the controller.
+      - O(root) itself must be an absolute path without C(.) or C(..) components, other than C(/).
+      - Not used with O(probe=true).
+    type: path
+    version_added: "1.5.0"
+  files:
+    description:
+      - "Text files to write under O(src) on the target before it is packed, as C({relative name: text}),
+        as M(quantum.redis_streams.evidence_files) writes its C(files):
+        a name may hold subdirectories (C(report/REPORT.md)); it may not be absolute nor hold a C(..)
+        component; the text is written as given (UTF-8), with no newline added."
+      - Each file is written with mode C(0640) to a temporary file in its directory and renamed over the
+        old one; a file whose content and mode already match is left alone. The subdirectories the names
+        hold are created with mode C(0750) when missing.
+      - A bad name or a content that is not text fails the task before anything is written.
+      - In check mode nothing is written, and the archive holds O(src) as it is.
+    type: dict
+    default: {}
+    version_added: "1.5.0"
   probe:
     description:
       - Only prove, on the controller, that O(dest) can be written - created with its missing
         parents as a fetch would, then a directory made and removed in it - without contacting the
         target. A run checks so before it changes anything, rather than fail to fetch at its end.
-      - The result's RV(writable) says whether it can, C(msg) why not; the task does not fail.
+      - When it cannot, the task fails with O(fail_msg).
     type: bool
     default: false
     version_added: "1.3.0"
+  fail_msg:
+    description:
+      - With O(probe=true), the message the task fails with when O(dest) cannot be written; C({why}) in
+        it is replaced by the reason (the system's error, such as C(Permission denied)).
+      - Without it, the message names O(dest) and the reason.
+    type: str
+    version_added: "1.5.0"
   max_bytes:
     description: The largest compressed archive accepted, in bytes.
     type: int
@@ -48,7 +86,8 @@ attributes:
     description: Can run in check mode and return what it would copy without writing it.
     support: full
     details:
-      - Packs and counts on the target, and unpacks nothing on the controller.
+      - Packs and counts on the target, writes none of O(files) (RV(written) lists those it would), and
+        unpacks nothing on the controller.
   diff_mode:
     description: Does not return a diff.
     support: none
@@ -61,24 +100,47 @@ EXAMPLES = r"""
   quantum.redis_streams.evidence_fetch:
     dest: "{{ playbook_dir }}/evidence"
     probe: true
-  register: fetch_root
+    fail_msg: >-
+      {{ playbook_dir }}/evidence is not writable on the controller ({why}): choose another
+      directory.
 
-- name: Fetch the run's evidence to the controller
+- name: Write the run's report and fetch its evidence to the controller, in one round trip
   quantum.redis_streams.evidence_fetch:
     src: /var/lib/quantum-remediation/evidence/20260117T070524Z-1a2b
     dest: "{{ playbook_dir }}/evidence/{{ inventory_hostname }}/20260117T070524Z-1a2b"
+    root: "{{ playbook_dir }}/evidence"
+    files:
+      report/REPORT.md: "{{ lookup('ansible.builtin.template', 'REPORT.md.j2') }}"
+      report/summary.json: "{{ summary | to_nice_json }}\n"
 """
 
 RETURN = r"""
 writable:
-  description: With O(probe=true), whether O(dest) can be written on the controller.
+  description: With O(probe=true), whether O(dest) can be written on the controller (when it cannot, the
+    task fails).
   returned: with O(probe=true)
   type: bool
   sample: true
   version_added: "1.3.0"
+written:
+  description: The names of O(files) whose content or mode differed and were written before packing (in
+    check mode, would be), sorted.
+  returned: unless O(probe=true)
+  type: list
+  elements: str
+  sample: [report/REPORT.md, report/stop_point.txt, report/summary.json]
+  version_added: "1.5.0"
+created_directories:
+  description: The directories under O(src) created for O(files) (in check mode, that would be), parents
+    first.
+  returned: unless O(probe=true)
+  type: list
+  elements: str
+  sample: [/var/lib/quantum-remediation/evidence/20260117T070524Z-1a2b/report]
+  version_added: "1.5.0"
 src:
   description: The directory copied, as given.
-  returned: always
+  returned: unless O(probe=true)
   type: str
   sample: /var/lib/quantum-remediation/evidence/20260117T070524Z-1a2b
 dest:
@@ -87,18 +149,18 @@ dest:
   type: str
   sample: /srv/quantum/evidence/qt-lab/20260117T070524Z-1a2b
 files:
-  description: How many regular files were copied.
-  returned: always
+  description: How many regular files were copied (those of O(files) among them).
+  returned: unless O(probe=true)
   type: int
   sample: 21
 bytes:
   description: The size of the compressed archive.
-  returned: always
+  returned: unless O(probe=true)
   type: int
   sample: 18342
 left_out:
   description: The paths under O(src) (relative) left out - symbolic links and special files.
-  returned: always
+  returned: unless O(probe=true)
   type: list
   elements: str
   sample: []
@@ -112,6 +174,62 @@ import tarfile
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.quantum.redis_streams.plugins.module_utils.evidence_write import (
+    DIRECTORY_MODE,
+    FILE_MODE,
+    bad_names,
+    create_directories,
+    missing_directories,
+    not_text,
+    path_under,
+    read_bytes,
+    write_atomically,
+)
+
+
+def write_files(module: AnsibleModule, src: str, files: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Write `files` under src with FILE_MODE, creating the missing directories with
+    DIRECTORY_MODE; a file that holds its content with that mode already is left alone, and in
+    check mode nothing is written. Returns (the names written, the directories created), in
+    check mode those that would be; fails, writing nothing, on a bad name or a content not text."""
+    refused = bad_names([str(name) for name in files])
+    if refused:
+        module.fail_json(
+            msg=f"files: {', '.join(repr(n) for n in refused)} must be relative to src, without '..', "
+            "so that nothing is written outside it."
+        )
+    not_texts = not_text(files)
+    if not_texts:
+        module.fail_json(
+            msg=f"files: the content of {', '.join(repr(n) for n in not_texts)} is not text: "
+            "render it first (to_nice_json, a template lookup)."
+        )
+    contents = {name: text.encode("utf-8") for name, text in files.items()}
+    paths = {name: path_under(src, name) for name in files}
+    missing, not_directories = missing_directories(src, paths.values())
+    for directory in not_directories:
+        module.fail_json(msg=f"{directory} exists and is not a directory: nothing can go in it.")
+    written = []
+    for name in sorted(files):
+        if os.path.isdir(paths[name]):
+            module.fail_json(msg=f"files: {name!r} is a directory under {src}, not a file.")
+        old = read_bytes(paths[name])
+        if old != contents[name] or stat.S_IMODE(os.stat(paths[name]).st_mode) != FILE_MODE:
+            written.append(name)
+    if module.check_mode:
+        return written, missing
+    done: list[str] = []
+    try:
+        create_directories(missing, DIRECTORY_MODE)
+        for name in written:
+            write_atomically(paths[name], contents[name], FILE_MODE)
+            done.append(name)
+    except OSError as exc:
+        module.fail_json(
+            msg=f"Could not write under {src}: {exc}; written before that: {', '.join(done) or 'none'}.",
+            written=done,
+        )
+    return written, missing
 
 
 def pack(src: str) -> tuple[bytes, int, list[str]]:
@@ -142,6 +260,10 @@ def main() -> None:
             "dest": {"type": "path", "required": True},
             "max_bytes": {"type": "int", "default": 64 * 2**20},
             "probe": {"type": "bool", "default": False},
+            "files": {"type": "dict", "default": {}},
+            # Used by the action plugin, on the controller.
+            "root": {"type": "path"},
+            "fail_msg": {"type": "str"},
         },
         required_if=[("probe", False, ["src"])],
         supports_check_mode=True,
@@ -151,6 +273,7 @@ def main() -> None:
     src = module.params["src"]
     if not os.path.isdir(src):
         module.fail_json(msg=f"src {src} is not a directory on the target: nothing to fetch.")
+    written, created = write_files(module, src, module.params["files"])
     try:
         data, files, left_out = pack(src)
     except OSError as exc:
@@ -161,12 +284,14 @@ def main() -> None:
             f"{module.params['max_bytes']}: raise max_bytes or fetch it another way."
         )
     result: dict[str, Any] = {
-        "changed": False,
+        "changed": bool(written or created),
         "src": src,
         "dest": module.params["dest"],
         "files": files,
         "bytes": len(data),
         "left_out": left_out,
+        "written": written,
+        "created_directories": created,
         # Taken out of the result by the action plugin, which unpacks it.
         "content": base64.b64encode(data).decode("ascii"),
     }
