@@ -46,7 +46,7 @@ options:
       - O(root) itself must be an absolute path without C(.) or C(..) components, other than C(/).
       - Not used with O(probe=true).
     type: path
-    version_added: "1.5.0"
+    version_added: "1.4.0"
   files:
     description:
       - "Text files to write under O(src) on the target before it is packed, as C({relative name: text}),
@@ -60,7 +60,7 @@ options:
       - In check mode nothing is written, and the archive holds O(src) as it is.
     type: dict
     default: {}
-    version_added: "1.5.0"
+    version_added: "1.4.0"
   probe:
     description:
       - Only prove, on the controller, that O(dest) can be written - created with its missing
@@ -76,7 +76,7 @@ options:
         it is replaced by the reason (the system's error, such as C(Permission denied)).
       - Without it, the message names O(dest) and the reason.
     type: str
-    version_added: "1.5.0"
+    version_added: "1.4.0"
   max_bytes:
     description: The largest compressed archive accepted, in bytes.
     type: int
@@ -129,7 +129,7 @@ written:
   type: list
   elements: str
   sample: [report/REPORT.md, report/stop_point.txt, report/summary.json]
-  version_added: "1.5.0"
+  version_added: "1.4.0"
 created_directories:
   description: The directories under O(src) created for O(files) (in check mode, that would be), parents
     first.
@@ -137,7 +137,7 @@ created_directories:
   type: list
   elements: str
   sample: [/var/lib/quantum-remediation/evidence/20260117T070524Z-1a2b/report]
-  version_added: "1.5.0"
+  version_added: "1.4.0"
 src:
   description: The directory copied, as given.
   returned: unless O(probe=true)
