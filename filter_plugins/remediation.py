@@ -16,8 +16,13 @@ try:
 except ImportError:  # the functions stay usable without Ansible installed
     AnsibleFilterError = ValueError  # type: ignore[misc,assignment]
 
-# Whether a stream grew: one definition, shared with the collection's pipeline_restart.
-from ansible_collections.quantum.redis_streams.plugins.module_utils.progress import stream_grew, stream_of
+# Whether a stream grew, whether a stage replayed: one definition each, shared with the
+# collection's pipeline_restart.
+from ansible_collections.quantum.redis_streams.plugins.module_utils.progress import (
+    stage_replayed,
+    stream_grew,
+    stream_of,
+)
 
 RESTART_VERDICTS = ("STALLED", "STOPPED")
 
@@ -566,15 +571,6 @@ def _group_problems(
     return problems
 
 
-def _id_pair(entry_id: Any) -> tuple[int, int] | None:
-    """A stream entry id as a comparable (milliseconds, sequence) pair; None when it is not one."""
-    parts = str(entry_id).split("-", 1) if entry_id is not None else []
-    try:
-        return (int(parts[0]), int(parts[1]) if len(parts) > 1 else 0) if parts else None
-    except ValueError:
-        return None
-
-
 def delivered_marks(snapshot: Mapping, stages: Iterable[str] | None, pipeline: Mapping) -> dict[str, Any]:
     """`{stage: its group's last delivered id in snapshot}` for the named consumer stages:
     everything delivered before that id must be acknowledged once the stage has replayed."""
@@ -588,31 +584,16 @@ def delivered_marks(snapshot: Mapping, stages: Iterable[str] | None, pipeline: M
 
 def replay_findings(snapshot: Mapping, pipeline: Mapping, marks: Mapping | None) -> list[dict]:
     """`[{stage, problem}]`: the stages of `marks` (delivered_marks) whose live consumer still
-    holds an entry delivered at or before its mark. A PEL is ordered by id, so an oldest
-    pending id past the mark means all of those were acknowledged: the restarted service
-    replayed what was moved to it."""
+    holds an entry delivered at or before its mark (stage_replayed, the one definition, shared
+    with pipeline_restart's replay_marks)."""
     findings: list[dict] = []
     for stage in _stages(pipeline):
         name = stage.get("name")
         if name not in _mapping(marks):
             continue
-        mark = _id_pair(_mapping(marks).get(name))
-        live = stage.get("consumer")
-        state = _mapping(_mapping(_group_info(snapshot, stage).get("consumers")).get(live))
-        oldest = state.get("oldest_pending_id")
-        if not state:
-            findings.append({"stage": name, "problem": f"live consumer {live} is absent after the replay"})
-        elif oldest is not None and mark is not None and (_id_pair(oldest) or (0, 0)) <= mark:
-            findings.append(
-                {
-                    "stage": name,
-                    "problem": (
-                        f"{live} has not replayed the entries moved to it: its oldest pending entry "
-                        f"{oldest} ({_entries(_int(state.get('pending')) or 0)} pending) was delivered "
-                        "before the second pass"
-                    ),
-                }
-            )
+        replay = stage_replayed(stage, snapshot, _mapping(marks).get(name))
+        if not replay["replayed"]:
+            findings.append({"stage": name, "problem": replay["how"]})
     return findings
 
 

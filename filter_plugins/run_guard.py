@@ -63,6 +63,7 @@ RUN_OPTIONS: dict[str, tuple] = {
 # from the validated run id), so they are refused.
 INTERNAL = (
     "evidence_phase",
+    "evidence_defer_write",
     "preflight_lock",
     "preflight_validated",
     "preflight_changes_allowed",
@@ -82,6 +83,8 @@ INTERNAL = (
     "evidence_snapshot",
     "consumer_recovery_stages",
     "stream_verify_first_snapshot",
+    "stream_verify_replay_snapshot",
+    "service_restart_replay_marks",
     # The roles' results: an extra var outranks set_fact, so a given one would stand for the
     # diagnosis or the recovery (a pipeline called healthy, a directory never claimed).
     "preflight_snapshot",

@@ -722,6 +722,19 @@ def test_replay_findings_until_the_live_consumer_acknowledged_what_was_delivered
     assert rm.replay_findings(held, PIPELINE, {}) == []
 
 
+def test_stage_replayed_is_the_one_definition_pipeline_restart_waits_on():
+    # pipeline_restart's replay_marks and the replay_findings filter share it (module_utils/progress.py).
+    progress = collection_util("progress")
+    router = next(s for s in PIPELINE["stages"] if s["name"] == "router")
+    mark = f"{T0}-5"
+    held = info(router=group({"router-1": consumer(4, oldest=f"{T0}-5")}))
+    assert progress.stage_replayed(router, held, mark)["replayed"] is False
+    done = progress.stage_replayed(router, info(router=group({"router-1": consumer(1, oldest=f"{T0}-6")})), mark)
+    assert done == {"replayed": True, "how": f"router-1 replayed everything delivered up to {mark}"}
+    assert progress.stage_replayed(router, info(router=group({"router-1": consumer()})), mark)["replayed"]
+    assert progress.stage_replayed(router, info(router=group({})), mark)["replayed"] is False
+
+
 def test_reclaim_results_by_stage_keeps_a_failure_that_failed_when_hid():
     runs = [
         {"_stage": {"stage": "router"}, "ansible_loop_var": "_stage", "invocation": {}, "changed": True,

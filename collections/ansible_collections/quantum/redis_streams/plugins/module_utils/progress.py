@@ -73,3 +73,36 @@ def stage_advanced(stage: Mapping, before: Mapping, after: Mapping) -> dict[str,
     if idle is not None and idle < elapsed:
         return {"advanced": True, "how": f"{live} was seen {idle} ms ago, after the restart"}
     return {"advanced": False, "how": f"{live} has not read since the restart"}
+
+
+def id_pair(entry_id: Any) -> tuple[int, int] | None:
+    """A stream entry id as a comparable (milliseconds, sequence) pair; None when it is not one."""
+    parts = str(entry_id).split("-", 1) if entry_id is not None else []
+    try:
+        return (int(parts[0]), int(parts[1]) if len(parts) > 1 else 0) if parts else None
+    except ValueError:
+        return None
+
+
+def stage_replayed(stage: Mapping, snapshot: Mapping, mark: Any) -> dict[str, Any]:
+    """Whether a consumer stage's live consumer has acknowledged everything delivered at or
+    before `mark` (its group's last delivered id when entries were moved to it): `{replayed,
+    how}`. A PEL is ordered by id, so an oldest pending id past the mark (or none pending)
+    means the restarted service replayed what was moved to it."""
+    live = stage.get("consumer")
+    state = _mapping(group_of(snapshot, stage).get("consumers")).get(live)
+    if state is None:
+        return {"replayed": False, "how": f"live consumer {live} is absent after the replay"}
+    state = _mapping(state)
+    oldest, limit = state.get("oldest_pending_id"), id_pair(mark)
+    if oldest is not None and limit is not None and (id_pair(oldest) or (0, 0)) <= limit:
+        pending = _int(state.get("pending")) or 0
+        return {
+            "replayed": False,
+            "how": (
+                f"{live} has not replayed the entries moved to it: its oldest pending entry {oldest} "
+                f"({pending} {'entry' if pending == 1 else 'entries'} pending) was delivered before the "
+                "second pass"
+            ),
+        }
+    return {"replayed": True, "how": f"{live} replayed everything delivered up to {mark}"}

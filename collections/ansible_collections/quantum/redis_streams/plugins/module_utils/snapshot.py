@@ -108,6 +108,20 @@ class PipelineReader:
             self.client.close()
             self.client = None
 
+    def read_governor(self) -> dict[str, Any] | None:
+        """The governor's state (None without one); today's results are counted only when the
+        counter is above its limit."""
+        if self.governor_options is None:
+            return None
+        if self.client is None:
+            self.client = redis_client(self.module, self.connection)
+        counter = Governor(self.module, self.client, spec=self.governor_options, connection=self.connection)
+        state = counter.state()
+        if state["over_limit"]:
+            counter.count()
+        state.update(results_today=counter.results_today, counted_stream_exists=counter.counted_stream_exists)
+        return state
+
     def read(
         self, units: list[str] | None = None, governor: bool = True, redis: bool = True
     ) -> dict[str, Any]:
@@ -120,17 +134,7 @@ class PipelineReader:
         missing: list[str] = []
         if redis:
             server, streams, missing = self._read_streams()
-        governor_state = None
-        if redis and governor and self.governor_options is not None:
-            counter = Governor(
-                self.module, self.client, spec=self.governor_options, connection=self.connection
-            )
-            governor_state = counter.state()
-            if governor_state["over_limit"]:
-                counter.count()
-            governor_state.update(
-                results_today=counter.results_today, counted_stream_exists=counter.counted_stream_exists
-            )
+        governor_state = self.read_governor() if redis and governor else None
         wanted = stage_units(self.pipeline) if units is None else units
         return {
             "endpoint": describe_endpoint(self.connection),

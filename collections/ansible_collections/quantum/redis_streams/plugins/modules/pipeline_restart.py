@@ -16,6 +16,10 @@ description:
     after it, when its consumer group read entries, its live consumer acknowledged pending
     entries, or the live consumer was seen after the restart (it read, or it joined the group);
     a producer's (a stage without an input stream) when its output stream grew.
+  - A stage of O(replay_marks) was restarted to replay entries moved to its live consumer, so its
+    work moves only once that consumer has acknowledged everything delivered up to its mark
+    (its oldest pending entry is newer, or none is pending), so the returned RV(snapshot) proves
+    the replay without another read.
   - Each wait polls one M(quantum.redis_streams.pipeline_snapshot)-like read of the pipeline
     (its streams, groups, consumers and systemd units), on one Redis connection for the whole
     call. The state before each restart is the previous unit's last read; the first is read
@@ -58,6 +62,14 @@ options:
       - Omitted, every unit of a stage.
     type: list
     elements: str
+  replay_marks:
+    description:
+      - Per stage name, an entry id (its group's last delivered id when entries were moved to its
+        live consumer). For that stage's unit, the work moves only once the live consumer has
+        acknowledged everything delivered up to that id (replayed its pending list).
+      - Applies to the units of O(advance_units) only.
+    type: dict
+    version_added: "1.5.0"
   before:
     description:
       - The pipeline's state just before the first restart, as M(quantum.redis_streams.pipeline_snapshot)
@@ -153,7 +165,9 @@ results:
         - Null when not checked (check mode, no stage, not in O(advance_units)).
       type: bool
     how:
-      description: How it moved, or why not (C(group router read 3 entries), C(planned only), C(not checked)).
+      description:
+        - How it moved, or why not (C(group router read 3 entries), C(planned only), C(not checked),
+          C(router-1 replayed everything delivered up to 1700000000000-5)).
       type: str
     seconds:
       description: Seconds from the restart until the unit recovered (or the call gave up).
@@ -171,7 +185,8 @@ results:
 snapshot:
   description:
     - The last read of the pipeline (as M(quantum.redis_streams.pipeline_snapshot) returns it), taken
-      after the last restarted unit's work moved; the start of a verification window.
+      after the last restarted unit's work moved (with its governor); the start of a verification
+      window, or the end of a replay (O(replay_marks)).
     - Null when nothing was restarted, or when the last unit was waited for until active only
       (Redis is read only for the units whose work must move).
   returned: always
@@ -182,7 +197,10 @@ import time
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.quantum.redis_streams.plugins.module_utils.progress import stage_advanced
+from ansible_collections.quantum.redis_streams.plugins.module_utils.progress import (
+    stage_advanced,
+    stage_replayed,
+)
 from ansible_collections.quantum.redis_streams.plugins.module_utils.redis_connection import (
     connection_argument_spec,
 )
@@ -202,6 +220,7 @@ def argument_spec() -> dict[str, Any]:
         pipeline={"type": "dict", "required": True},
         units={"type": "list", "elements": "str", "required": True},
         advance_units={"type": "list", "elements": "str"},
+        replay_marks={"type": "dict"},
         before={"type": "dict"},
         timeout_s={"type": "int", "default": 60},
         poll_s={"type": "float", "default": 1},
@@ -230,7 +249,10 @@ class Restarter:
         self.module = module
         params = module.params
         self.pipeline = params["pipeline"]
-        self.reader = PipelineReader(module, governor=False)
+        # The governor is read once, into the returned snapshot (not at every poll: above its limit
+        # it is counted from the result stream).
+        self.reader = PipelineReader(module)
+        self.replay_marks = params["replay_marks"] or {}
         self.stage_units = stage_units(self.pipeline)
         self.results: list[dict[str, Any]] = []
         # The last read of Redis, and whether nothing was restarted since (the state just before
@@ -298,7 +320,11 @@ class Restarter:
             if result["active_state"] == "active":
                 if not check_advance:
                     break
-                moved = stage_advanced(stage, before or {}, after)
+                if stage.get("name") in self.replay_marks:
+                    replay = stage_replayed(stage, after, self.replay_marks[stage.get("name")])
+                    moved = {"advanced": replay["replayed"], "how": replay["how"]}
+                else:
+                    moved = stage_advanced(stage, before or {}, after)
                 result.update(advanced=moved["advanced"], how=moved["how"])
                 if moved["advanced"]:
                     break
@@ -359,6 +385,8 @@ def main() -> None:
             recovered = restarter.restart(unit, advance is None or _bare(unit) in advance)
             if not recovered:
                 break
+        if recovered and restarter.fresh and restarter.last is not None:
+            restarter.last["governor"] = restarter.reader.read_governor()
     finally:
         restarter.reader.close()
     # Check mode tells what a run would change: every restart it plans.
