@@ -236,6 +236,25 @@ def test_wait_s_reads_the_end_of_a_window(redis_server, incident):
     assert failed["msg"] == "wait_s must be 0 or more seconds, got -1."
 
 
+def test_wait_from_ms_ends_the_window_wait_s_after_an_earlier_read(redis_server, incident):
+    """wait_from_ms: the window began at an earlier read (its target_time_ms), so the round trip
+    since is not added to it; never longer than wait_s, and no wait once it is past."""
+    def timed(**options) -> tuple[dict, float]:
+        started = time.monotonic()
+        result = snapshot(redis_server, **options)
+        return result, time.monotonic() - started
+
+    earlier, call = timed()  # call: one module run without a wait, start-up included
+    time.sleep(1.5)
+    result, took = timed(wait_s=3, wait_from_ms=earlier["target_time_ms"])
+    assert 3000 <= result["server"]["time_ms"] - earlier["server"]["time_ms"] < 3000 + 1000
+    assert took < call + 2.0
+    # Past already: no wait.
+    assert timed(wait_s=1, wait_from_ms=earlier["target_time_ms"])[1] < call + 0.7
+    # A time in the future (another clock) never makes the wait longer than wait_s.
+    assert timed(wait_s=1, wait_from_ms=earlier["target_time_ms"] + 3_600_000)[1] < call + 1.7
+
+
 def test_read_start_reads_both_ends_of_a_window(redis_server, incident):
     """read_start: the start is read before the wait and the end after it, by the server's own
     clock; an entry added in between is in the end's stream only."""

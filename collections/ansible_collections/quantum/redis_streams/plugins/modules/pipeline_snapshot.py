@@ -88,6 +88,14 @@ options:
     type: int
     default: 0
     version_added: "1.3.0"
+  wait_from_ms:
+    description:
+      - With O(wait_s), the wait ends O(wait_s) seconds after this time on the target's clock (milliseconds
+        since the epoch, an earlier read's RV(target_time_ms)) instead of after the task starts, so a
+        window begun by an earlier read (the last restart's) is not lengthened by the round trip in
+        between. Never waits longer than O(wait_s); already past, it does not wait.
+    type: int
+    version_added: "1.5.0"
   read_start:
     description:
       - Also read the streams before the wait, and return that read as RV(start) - a window's start and
@@ -345,6 +353,7 @@ def argument_spec() -> dict[str, Any]:
         mode_file={"type": "path"},
         mode_variable={"type": "str"},
         read_start={"type": "bool", "default": False},
+        wait_from_ms={"type": "int"},
     )
     return spec
 
@@ -380,7 +389,10 @@ def main() -> None:
             first = reader.read(units=[], governor=False, redis=params["redis"])
             start = {key: first[key] for key in ("server", "streams", "missing")}
         # Every option is checked before the wait: a bad one fails at once.
-        time.sleep(params["wait_s"])
+        pause = float(params["wait_s"])
+        if params["wait_from_ms"] is not None:
+            pause = min(pause, max(0.0, params["wait_from_ms"] / 1000 + pause - time.time()))
+        time.sleep(pause)
         # None: every stage's unit.
         units = params["unit_names"] if params["units"] else []
         snapshot = reader.read(units=units, governor=params["governor"], redis=params["redis"])
