@@ -729,7 +729,8 @@ def test_stage_replayed_is_the_one_definition_pipeline_restart_waits_on():
     mark = f"{T0}-5"
     held = info(router=group({"router-1": consumer(4, oldest=f"{T0}-5")}))
     assert progress.stage_replayed(router, held, mark)["replayed"] is False
-    done = progress.stage_replayed(router, info(router=group({"router-1": consumer(1, oldest=f"{T0}-6")})), mark)
+    newer = info(router=group({"router-1": consumer(1, oldest=f"{T0}-6")}))
+    done = progress.stage_replayed(router, newer, mark)
     assert done == {"replayed": True, "how": f"router-1 replayed everything delivered up to {mark}"}
     assert progress.stage_replayed(router, info(router=group({"router-1": consumer()})), mark)["replayed"]
     assert progress.stage_replayed(router, info(router=group({})), mark)["replayed"] is False
