@@ -12,19 +12,19 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import collection_module, run_ansible_module
+from conftest import collection_util, run_ansible_module
 from project_files import PROJECT_ROOT, load_project_file
 
 RUN = "20261202T220000Z-0a1b"
 OTHER = "20261202T215900Z-cafe"
 BY_HAND = "is set by its action plugin, not by hand."
-action = load_project_file(
-    "collections/ansible_collections/quantum/redis_streams/plugins/action/run_lock.py"
+controller = load_project_file(
+    "collections/ansible_collections/quantum/redis_streams/plugins/plugin_utils/controller.py"
 )
 
 
 def here() -> dict:
-    return action.this_controller() | {"pid": os.getpid(), "started": action.proc_start_ticks(
+    return controller.this_controller() | {"pid": os.getpid(), "started": controller.proc_start_ticks(
         Path("/proc/self/stat").read_text())}
 
 
@@ -133,18 +133,10 @@ def test_check_mode_takes_nothing(tmp_path: Path) -> None:
 def test_a_take_over_puts_back_a_lock_that_changed_hands_meanwhile(tmp_path: Path) -> None:
     """Two runs judged the same stale lock; one took it over and made a new lock before the
     other's rename: the other moves the new lock aside, sees a different token, puts it back."""
-    module = collection_module("run_lock")
     lock = tmp_path / "pipeline.lock"
     plant(lock, here(), token="newholder0000000")
-
-    class Params:
-        def __init__(self) -> None:
-            self.params = {"path": str(lock), "run_id": RUN, "controller": {}}
-
-        def fail_json(self, **kwargs):  # pragma: no cover - the test fails if called
-            raise AssertionError(kwargs)
-
-    assert module.RunLock(Params()).set_aside("oldholder0000000") is False
+    run_lock = collection_util("run_lock").RunLock(None, str(lock), RUN)
+    assert run_lock.set_aside("oldholder0000000") is False
     assert owner_of(lock)["token"] == "newholder0000000"
     assert not list(tmp_path.glob("pipeline.lock.stale-*"))
 

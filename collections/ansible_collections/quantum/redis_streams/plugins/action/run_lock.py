@@ -1,63 +1,18 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-# The controller's half of run_lock: who this controller process is, and whether the holder
-# of a lock found on the target is a process of this controller that no longer runs. Only the
-# controller can tell (the target cannot see its processes), and only for its own processes:
-# a lock held from another controller (an AWX job's) is left to the stale rule.
+# run_lock's controller half: the controller process that takes the lock, and a second call
+# that takes over a lock whose holder, a process of this controller, is gone
+# (plugin_utils/controller.py says how that is proven).
 from __future__ import annotations
 
-import os
-import socket
 from typing import Any
 
 from ansible.plugins.action import ActionBase
+from ansible_collections.quantum.redis_streams.plugins.plugin_utils.controller import (
+    orphaned_token,
+    this_controller,
+)
 
 MODULE = "quantum.redis_streams.run_lock"
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except OSError:
-        return None
-
-
-def proc_start_ticks(stat: str | None) -> int | None:
-    """A process's start time (clock ticks since boot) from its /proc/<pid>/stat text: with
-    the pid it names the process uniquely (a pid may be reused, never with the same start)."""
-    if not stat or ")" not in stat:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    # After "pid (comm)": state is field 3, starttime field 22.
-    return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
-
-
-def this_controller() -> dict[str, Any]:
-    """This controller's ansible-playbook (or ansible) process: the parent of this worker."""
-    pid = os.getppid()
-    return {
-        "host": socket.gethostname(),
-        "boot_id": (_read("/proc/sys/kernel/random/boot_id") or "").strip(),
-        "pid": pid,
-        "started": proc_start_ticks(_read(f"/proc/{pid}/stat")),
-    }
-
-
-def holder_gone(owner: Any, here: dict[str, Any]) -> bool:
-    """Whether the lock's holder is a process of this very controller (same host, same boot)
-    that no longer runs: only then is its death a fact, not a guess."""
-    held_by = owner.get("controller") if isinstance(owner, dict) else None
-    if not isinstance(held_by, dict) or not held_by.get("pid"):
-        return False
-    if held_by.get("host") != here["host"]:
-        return False
-    if not here["boot_id"] or held_by.get("boot_id") != here["boot_id"]:
-        return False
-    try:
-        pid = int(held_by["pid"])
-    except (TypeError, ValueError):
-        return False
-    return proc_start_ticks(_read(f"/proc/{pid}/stat")) != held_by.get("started")
 
 
 class ActionModule(ActionBase):
@@ -76,8 +31,8 @@ class ActionModule(ActionBase):
         here = this_controller()
         args["controller"] = here
         first = self._execute_module(MODULE, module_args=args, task_vars=task_vars)
-        owner = first.get("owner")
-        if first.get("found") == "held" and holder_gone(owner, here):
-            args["take_over_token"] = owner.get("token")
+        token = orphaned_token(first, here)
+        if token:
+            args["take_over_token"] = token
             return dict(result, **self._execute_module(MODULE, module_args=args, task_vars=task_vars))
         return dict(result, **first)

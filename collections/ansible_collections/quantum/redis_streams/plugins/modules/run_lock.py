@@ -136,169 +136,12 @@ message:
   sample: The run lock is free; taken by 20260117T101700Z-cafe.
 """
 
-import json
-import os
-import secrets
-import shutil
-import time
-from typing import Any
-
 from ansible.module_utils.basic import AnsibleModule
-
-OWNER = "owner.json"
-
-
-def read_owner(path: str) -> dict[str, Any] | None:
-    """The lock's owner file, or None when it is missing or not yet written (a run between its
-    mkdir and its write: the lock is held by a run we cannot name)."""
-    try:
-        with open(os.path.join(path, OWNER), encoding="utf-8") as handle:
-            owner = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return owner if isinstance(owner, dict) else None
-
-
-def lock_age(path: str) -> int | None:
-    try:
-        return int(time.time() - os.stat(path).st_mtime)
-    except OSError:
-        return None
-
-
-class RunLock:
-    def __init__(self, module: AnsibleModule) -> None:
-        self.module = module
-        self.path: str = module.params["path"].rstrip("/") or "/"
-        self.run_id: str | None = module.params["run_id"]
-
-    def fail(self, msg: str, **extra: Any) -> None:
-        self.module.fail_json(msg=f"{msg} (lock {self.path})", held=False, token=None, **extra)
-
-    def create(self) -> str | None:
-        """mkdir, then the owner file: this run's token, or None when another run's mkdir won."""
-        try:
-            os.mkdir(self.path, 0o700)
-        except FileExistsError:
-            return None
-        except OSError as exc:
-            self.fail(
-                f"Cannot take the run lock: {exc.strerror}: check that its directory exists and is writable"
-            )
-        token = secrets.token_hex(8)
-        owner = {
-            "run_id": self.run_id,
-            "token": token,
-            "taken_at": int(time.time()),
-            "controller": self.module.params["controller"] or {},
-        }
-        temporary = os.path.join(self.path, f".{OWNER}.tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with open(descriptor, "w", encoding="utf-8") as fh:
-            json.dump(owner, fh, indent=2)
-            fh.write("\n")
-        os.rename(temporary, os.path.join(self.path, OWNER))
-        return token
-
-    def set_aside(self, expected_token: str | None) -> bool:
-        """Renames the lock aside when its owner file still holds `expected_token` (None: still
-        has no owner file); puts back what it moved otherwise. True when the lock is gone."""
-        aside = f"{self.path}.stale-{self.run_id}-{secrets.token_hex(4)}"
-        try:
-            os.rename(self.path, aside)
-        except FileNotFoundError:
-            return False  # another run took it over first
-        moved = read_owner(aside)
-        if (moved or {}).get("token") != expected_token:
-            try:
-                os.rename(aside, self.path)  # not the lock we judged: a new one, put it back
-            except OSError:
-                self.fail(f"A run lock was moved aside by mistake and could not be put back from {aside}")
-            return False
-        shutil.rmtree(aside, ignore_errors=True)
-        return True
-
-    def take(self) -> dict[str, Any]:
-        stale_s = self.module.params["stale_s"]
-        owner = read_owner(self.path) if os.path.isdir(self.path) else None
-        exists = os.path.lexists(self.path)
-        if not exists:
-            found, message = "free", "The run lock is free"
-        else:
-            holder = str((owner or {}).get("run_id") or "an unknown run")
-            age = lock_age(self.path)
-            take_over = self.module.params["take_over_token"]
-            if take_over and (owner or {}).get("token") == take_over:
-                pid = (owner or {}).get("controller", {}).get("pid")
-                found = "orphaned"
-                message = (
-                    f"Taking over the run lock of {holder}: its ansible-playbook (pid {pid} on this "
-                    "controller) is gone, killed or crashed mid-run"
-                )
-            elif age is not None and age > stale_s:
-                found = "stale"
-                message = (
-                    f"Taking over a stale run lock held by {holder} for {age} s (older than {stale_s} s): "
-                    "that run is assumed dead"
-                )
-            else:
-                age_text = "at an unknown time" if age is None else f"{age} s ago"
-                result = {
-                    "found": "held",
-                    "holder": holder,
-                    "age_s": age,
-                    "owner": owner,
-                    "message": (
-                        f"Another run ({holder}) holds the run lock, taken {age_text}: wait for it to "
-                        "finish, or remove the lock directory if that run is gone"
-                    ),
-                }
-                if self.module.check_mode:
-                    result["message"] += "; this run changes nothing, so it goes on"
-                    return dict(result, held=False, token=None)
-                self.fail(result.pop("message"), **result)
-        result = {
-            "found": found,
-            "holder": None if found == "free" else holder,
-            "age_s": None if found == "free" else age,
-            "held": False,
-            "token": None,
-        }
-        if owner is not None:
-            result["owner"] = owner
-        if self.module.check_mode:
-            return dict(result, message=f"{message}; not taken (check mode, or the run changes nothing)")
-        if found != "free":
-            self.module.warn(f"{message} (lock {self.path})")
-            if not self.set_aside((owner or {}).get("token")):
-                self.fail(f"{message}, but another run took it over first")
-        token = self.create()
-        if token is None:
-            self.fail(
-                "Cannot take the run lock: another run took it at the same moment, wait for it to "
-                "finish"
-            )
-        return dict(result, held=True, token=token, message=f"{message}; taken by {self.run_id}")
-
-    def release(self) -> dict[str, Any]:
-        base = {"held": False, "token": None, "age_s": None}
-        if not os.path.lexists(self.path):
-            return dict(base, found="absent", holder=None, message="No run lock to release")
-        owner = read_owner(self.path)
-        holder = (owner or {}).get("run_id")
-        if (owner or {}).get("token") != self.module.params["token"] or not self.module.params["token"]:
-            return dict(
-                base,
-                found="held",
-                holder=holder,
-                held=False,
-                message=(
-                    f"The run lock is not this run's (held by {holder or 'an unknown run'}): left in place"
-                ),
-            )
-        if not self.module.check_mode:
-            shutil.rmtree(self.path)
-        return dict(base, found="released", holder=holder, message="The run lock was released")
+from ansible_collections.quantum.redis_streams.plugins.module_utils.run_lock import (
+    LockRefused,
+    RunLock,
+    lock_option_problem,
+)
 
 
 def main() -> None:
@@ -316,13 +159,26 @@ def main() -> None:
         required_if=[("state", "present", ["run_id"]), ("state", "absent", ["token"])],
         supports_check_mode=True,
     )
-    if not os.path.isabs(module.params["path"]) or module.params["path"] in ("/", ""):
-        module.fail_json(msg=f"path must be an absolute path below /, got {module.params['path']!r}.")
-    if module.params["stale_s"] < 1:
-        module.fail_json(msg=f"stale_s must be 1 or more, got {module.params['stale_s']}.")
-    lock = RunLock(module)
-    result = lock.take() if module.params["state"] == "present" else lock.release()
-    module.exit_json(changed=False, path=module.params["path"], **result)
+    params = module.params
+    problem = lock_option_problem(params["path"], params["stale_s"])
+    if problem:
+        module.fail_json(msg=problem)
+    lock = RunLock(
+        module,
+        params["path"],
+        params["run_id"],
+        stale_s=params["stale_s"],
+        controller=params["controller"],
+        take_over_token=params["take_over_token"],
+    )
+    try:
+        if params["state"] == "present":
+            result = lock.take(dry_run=module.check_mode)
+        else:
+            result = lock.release(params["token"], dry_run=module.check_mode)
+    except LockRefused as exc:
+        module.fail_json(msg=exc.message, held=False, token=None, **exc.found)
+    module.exit_json(changed=False, path=params["path"], **result)
 
 
 if __name__ == "__main__":
