@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # Everything a verdict about a pipeline needs, read in one call: its streams, groups and
 # consumers, its governor, its systemd units down to the kernel's state of each process, and
-# what its mode file says.
+# what its mode file says; with `lock`, the run lock taken in the same call, a moment after
+# the read, when the read allows the run to change the pipeline.
 from __future__ import annotations
 
 DOCUMENTATION = r"""
@@ -28,7 +29,17 @@ description:
   - B(The mode file), with O(mode_file) - read as systemd 252 reads the units'
     C(EnvironmentFile=), and judged by the mode gate (RV(mode_gate)). Only the gate's decision
     and the mode variable's own lines are returned, never the file's content (it may hold API keys).
-  - It never changes anything.
+  - B(The run lock), with O(lock) - after the read, the pipeline's run lock, as
+    M(quantum.redis_streams.run_lock) takes it (the same code), so that a healing run reads its
+    snapshot and takes its lock in one call. The lock is taken only when O(lock.take) is true,
+    the task is not in check mode, the mode gate (O(mode_file)) allows changes, and the read is
+    complete - nothing missing in Redis (unless O(lock.missing_ok)), every unit read loaded. Otherwise
+    the module only says who holds the lock, as M(quantum.redis_streams.run_lock) does in check mode.
+    The snapshot is thus read a moment before the lock is taken.
+  - A lock held by another run is not a failure of the module - RV(lock) says so, with the sentence
+    M(quantum.redis_streams.run_lock) fails with, and the caller decides.
+  - It changes nothing but the run lock it may take. The lock is the run's own record, not a change
+    to the pipeline, so C(changed) is always false.
 version_added: "1.1.0"
 author:
   - quantum-remediation maintainers (@quantum-remediation)
@@ -122,9 +133,61 @@ options:
       - Required with O(mode_file).
     type: str
     version_added: "1.4.0"
+  lock:
+    description:
+      - Take (or look at) the pipeline's run lock after the read, as M(quantum.redis_streams.run_lock)
+        does with O(quantum.redis_streams.run_lock#module:state=present). The result is RV(lock).
+      - Requires O(mode_file) - the lock is taken only when its mode gate allows changes.
+      - A lock whose holder, an C(ansible-playbook) of this very controller, is gone is taken over at
+        once, as M(quantum.redis_streams.run_lock) does - by a second call of the module, which reads
+        everything again (O(wait_s) included).
+    type: dict
+    version_added: "1.5.0"
+    suboptions:
+      path:
+        description:
+          - The lock directory on the target, one per pipeline (C(/run/quantum-remediation-NAME.lock)),
+            as O(quantum.redis_streams.run_lock#module:path).
+        type: path
+        required: true
+      run_id:
+        description: The run taking the lock, recorded in the owner file.
+        type: str
+        required: true
+      stale_s:
+        description:
+          - A lock older than this many seconds (by the target's clock) is taken over, with a warning.
+        type: int
+        default: 3600
+      take:
+        description:
+          - Take the lock when the read allows it. V(false) only says who holds it (a read-only run).
+        type: bool
+        default: true
+      missing_ok:
+        description:
+          - Take the lock even when streams or groups of the pipeline are missing in Redis (a run that
+            goes on without them). By default a read with something missing takes no lock.
+        type: bool
+        default: false
+      controller:
+        description:
+          - The controller process that takes the lock (C(host), C(boot_id), C(pid), C(started) in clock
+            ticks since boot). Set by the action plugin; not to be set by hand.
+        type: dict
+      take_over_token:
+        description:
+          - Take over the lock whose owner file holds this token (its holder is proven gone). Set by the
+            action plugin; not to be set by hand.
+        type: str
 attributes:
+  action:
+    description: Has an action plugin, which reads the controller's own process table for O(lock).
+    support: full
   check_mode:
-    description: Can run in check mode and returns the same facts; it never changes anything.
+    description:
+      - Can run in check mode and returns the same facts; it never changes anything then (the run lock
+        is only looked at).
     support: full
   diff_mode:
     description: Nothing changes, so there is nothing to diff.
@@ -139,9 +202,11 @@ notes:
   - Redis, the governor and the units are read one after the other in a few milliseconds, not in
     one instant; ages are computed against the Redis server's clock (RV(server)'s C(time_ms)), process
     times against the target's (RV(target_time_ms)).
+  - With O(lock), the lock directory's parent must exist and be writable (C(/run) on a systemd host).
 seealso:
   - module: quantum.redis_streams.redis_stream_info
   - module: quantum.redis_streams.redis_governor
+  - module: quantum.redis_streams.run_lock
 """
 
 EXAMPLES = r"""
@@ -167,6 +232,30 @@ EXAMPLES = r"""
 - name: Say what the mode gate decided
   ansible.builtin.debug:
     msg: "Mode {{ snapshot.mode_gate.mode }} ({{ snapshot.mode_gate.reason }})"
+
+- name: Read the pipeline and take the run lock in the same call (only when the read allows changes)
+  quantum.redis_streams.pipeline_snapshot:
+    pipeline: "{{ pipeline }}"
+    mode_file: "{{ pipeline.mode_file }}"
+    mode_variable: "{{ pipeline.mode_variable }}"
+    lock:
+      path: /run/quantum-remediation-quantum-trader.lock
+      run_id: "{{ run_id }}"
+      take: "{{ not ansible_check_mode }}"
+  failed_when: false
+  register: snapshot
+
+- name: Stop when another run holds the lock this run wanted
+  ansible.builtin.assert:
+    that: snapshot.lock.held or not snapshot.mode_gate.changes_allowed
+    fail_msg: "{{ snapshot.lock.message }}"
+
+- name: Release it at the end
+  quantum.redis_streams.run_lock:
+    path: "{{ snapshot.lock.path }}"
+    state: absent
+    token: "{{ snapshot.lock.token }}"
+  when: snapshot.lock.held | default(false)
 """
 
 RETURN = r"""
@@ -324,6 +413,51 @@ mode_gate:
       type: list
       elements: dict
       sample: [{line: 3, value: "true"}]
+lock:
+  description:
+    - With O(lock), the run lock, exactly as M(quantum.redis_streams.run_lock) returns it - C(path), C(found),
+      C(held), C(token), C(holder), C(age_s), C(owner) (when a lock was found) and C(message).
+    - A lock held by another run that this call wanted is not a failure - C(held) is false, C(found) is
+      V(held) and C(message) is the sentence M(quantum.redis_streams.run_lock) fails with; so is any other
+      reason the lock could not be taken (its directory not writable).
+    - Not returned when the read itself failed (the lock is then not touched).
+  returned: when O(lock) is set and the read succeeded
+  type: dict
+  version_added: "1.5.0"
+  contains:
+    path:
+      description: The lock directory (O(lock.path)), to release the lock with.
+      type: str
+      sample: /run/quantum-remediation-quantum-trader.lock
+    found:
+      description:
+        - What was found - V(free), V(held) (another run holds it), V(stale) (older than O(lock.stale_s)),
+          or V(orphaned) (its holder, a process of this controller, is gone).
+      type: str
+      sample: free
+    held:
+      description: Whether this run holds the lock now.
+      type: bool
+      sample: true
+    token:
+      description: This run's token, to release the lock with (null unless C(held)).
+      type: str
+      sample: 9f1c2a7b4e5d6c3a
+    holder:
+      description: The run id of the run found holding the lock (null when it was free).
+      type: str
+      sample: 20260117T101700Z-cafe
+    age_s:
+      description: How long ago the lock found was taken, in seconds by the target's clock (null when free).
+      type: int
+      sample: 34
+    owner:
+      description: The owner file found (its token included), for the action plugin's check of the holder.
+      type: dict
+    message:
+      description: One sentence saying what was found and done, or why the lock was not taken.
+      type: str
+      sample: The run lock is free; taken by 20260117T101700Z-cafe.
 """
 
 import time
@@ -333,6 +467,11 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.quantum.redis_streams.plugins.module_utils.mode_gate import read_mode_gate
 from ansible_collections.quantum.redis_streams.plugins.module_utils.redis_connection import (
     connection_argument_spec,
+)
+from ansible_collections.quantum.redis_streams.plugins.module_utils.run_lock import (
+    LockRefused,
+    RunLock,
+    lock_option_problem,
 )
 from ansible_collections.quantum.redis_streams.plugins.module_utils.snapshot import PipelineReader
 
@@ -354,8 +493,57 @@ def argument_spec() -> dict[str, Any]:
         mode_variable={"type": "str"},
         read_start={"type": "bool", "default": False},
         wait_from_ms={"type": "int"},
+        lock={
+            "type": "dict",
+            "options": {
+                "path": {"type": "path", "required": True},
+                "run_id": {"type": "str", "required": True},
+                "stale_s": {"type": "int", "default": 3600},
+                "take": {"type": "bool", "default": True},
+                "missing_ok": {"type": "bool", "default": False},
+                "controller": {"type": "dict"},
+                # A lock's token is not a secret (returned as RV(lock.token)).
+                "take_over_token": {"type": "str", "no_log": False},
+            },
+        },
     )
     return spec
+
+
+def incomplete(snapshot: dict[str, Any], missing_ok: bool) -> list[str]:
+    """What the read lacks for a run to go on (preflight refuses such a run): streams and
+    groups missing in Redis (unless `missing_ok`), units systemd has not loaded."""
+    lacking = [] if missing_ok else list(snapshot["missing"])
+    lacking += [
+        f"unit {unit} ({state.get('load_state') or 'unknown'})"
+        for unit, state in snapshot["units"].items()
+        if state.get("load_state") != "loaded"
+    ]
+    return lacking
+
+
+def run_lock(module: AnsibleModule, options: dict[str, Any], snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The run lock after the read: taken when the caller wants it, the task may change
+    something, the mode gate allows changes and the read is complete; only looked at otherwise.
+    A lock that cannot be taken is reported, not a failure."""
+    lock = RunLock(
+        module,
+        options["path"],
+        options["run_id"],
+        stale_s=options["stale_s"],
+        controller=options["controller"],
+        take_over_token=options["take_over_token"],
+    )
+    lacking = incomplete(snapshot, options["missing_ok"])
+    allowed = bool((module.mode_gate or {}).get("changes_allowed"))
+    wanted = options["take"] and not module.check_mode and allowed
+    why_not = f"missing from the read: {', '.join(lacking)}" if wanted and lacking else None
+    try:
+        result = lock.take(dry_run=not wanted or bool(lacking), why_not=why_not)
+    except LockRefused as exc:
+        result = {"found": "free", "holder": None, "age_s": None, **exc.found}
+        result.update(held=False, token=None, message=exc.message)
+    return dict(result, path=options["path"])
 
 
 class SnapshotModule(AnsibleModule):
@@ -374,6 +562,7 @@ def main() -> None:
     module = SnapshotModule(
         argument_spec=argument_spec(),
         required_together=[("mode_file", "mode_variable")],
+        required_by={"lock": "mode_file"},
         supports_check_mode=True,
     )
     params = module.params
@@ -382,6 +571,10 @@ def main() -> None:
         module.mode_gate = read_mode_gate(params["mode_file"], params["mode_variable"])
     if params["wait_s"] < 0:
         module.fail_json(msg=f"wait_s must be 0 or more seconds, got {params['wait_s']}.")
+    if params["lock"] is not None:
+        problem = lock_option_problem(params["lock"]["path"], params["lock"]["stale_s"], prefix="lock.")
+        if problem:
+            module.fail_json(msg=problem)
     reader = PipelineReader(module, governor=params["governor"])
     try:
         start = None
@@ -402,6 +595,9 @@ def main() -> None:
         snapshot["start"] = start
     if module.mode_gate is not None:
         snapshot["mode_gate"] = module.mode_gate
+    # Last: a read that fails leaves the lock untouched.
+    if params["lock"] is not None:
+        snapshot["lock"] = run_lock(module, params["lock"], snapshot)
     module.exit_json(changed=False, **snapshot)
 
 
