@@ -245,10 +245,12 @@ EXAMPLES = r"""
   failed_when: false
   register: snapshot
 
-- name: Stop when another run holds the lock this run wanted
+- name: Stop when the read failed, or when another run holds the lock this run wanted
   ansible.builtin.assert:
-    that: snapshot.lock.held or not snapshot.mode_gate.changes_allowed
-    fail_msg: "{{ snapshot.lock.message }}"
+    that: >-
+      snapshot.lock is defined
+      and (snapshot.lock.held or ansible_check_mode or not snapshot.mode_gate.changes_allowed)
+    fail_msg: "{{ snapshot.lock.message | default(snapshot.msg) }}"
 
 - name: Release it at the end
   quantum.redis_streams.run_lock:
