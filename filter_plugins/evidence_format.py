@@ -40,6 +40,12 @@ def backup_copies(files: Any) -> dict[str, dict[str, Any]]:
     }
 
 
+def under(files: Mapping[str, Any], directory: str) -> dict[str, Any]:
+    """`{name: content}` with each name moved under `directory` (`{'a.txt': x}` under `after`:
+    `{'after/a.txt': x}`): a phase's files, relative to the run's directory."""
+    return {f"{directory.rstrip('/')}/{name}": content for name, content in files.items()}
+
+
 def scrub_secrets(value: Any) -> Any:
     """A copy of `value` without module invocations, connection options or passwords, at any
     depth: what may be written to evidence."""
@@ -62,4 +68,5 @@ class FilterModule:
             "scrub_secrets": scrub_secrets,
             "unit_files": unit_files,
             "backup_copies": backup_copies,
+            "under": under,
         }

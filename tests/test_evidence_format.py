@@ -55,3 +55,10 @@ def test_backup_copies_keep_the_path_layout_and_the_manifest_fields() -> None:
         "fields": {"unit": "a", "kind": "fragment", "path": "/etc/systemd/system/a.service"},
     }
     assert evidence_format.backup_copies(None) == {}
+
+
+def test_under_moves_a_phase_s_files_under_its_directory() -> None:
+    files = {"services.txt": "a\n", "redis.json": "{}\n"}
+    assert evidence_format.under(files, "after") == {"after/services.txt": "a\n", "after/redis.json": "{}\n"}
+    assert evidence_format.under(files, "after/") == evidence_format.under(files, "after")
+    assert evidence_format.under({}, "after") == {}
