@@ -141,6 +141,24 @@ def test_files_are_written_on_the_target_before_the_directory_is_packed(tmp_path
     assert (again["changed"], again["files"]) == (False, 5)
 
 
+def test_fetch_false_only_writes_the_files_on_the_target(tmp_path: Path) -> None:
+    """A run that keeps its evidence on the target (report_fetch false) writes its last files with
+    the same task: nothing packed, no dest needed, nothing on the controller."""
+    src = evidence(tmp_path / "target")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run_ansible_module("evidence_fetch", {"src": str(src), "fetch": False, "files": REPORT})
+    assert result["written"] == ["report/REPORT.md", "report/stop_point.txt", "report/summary.json"]
+    assert (result["changed"], result["dest"]) == (True, None)
+    assert "files" not in result and "bytes" not in result and "content" not in result
+    for name, text in REPORT.items():
+        assert (src / name).read_text() == text
+        assert stat.S_IMODE((src / name).stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    # Fetching still needs a destination: one sentence, nothing written.
+    failed = run_ansible_module("evidence_fetch", {"src": str(src), "files": REPORT}, expect_failure=True)
+    assert "dest" in failed["msg"]
+
+
 def test_files_in_check_mode_and_bad_names_write_nothing(tmp_path: Path) -> None:
     src = evidence(tmp_path / "target")
     dest = tmp_path / "controller"

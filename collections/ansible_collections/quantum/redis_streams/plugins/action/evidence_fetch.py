@@ -64,6 +64,11 @@ class ActionModule(ActionBase):
     def run(self, tmp: Any = None, task_vars: dict | None = None) -> dict:
         result = super().run(tmp, task_vars)
         args = self._task.args
+        fetch, probing = (boolean(args.get(name, default), strict=False) for name, default in
+                          (("fetch", True), ("probe", False)))
+        if not fetch and not probing:
+            # Nothing fetched: the module writes its files on the target, and the controller has no part.
+            return dict(result, **self._execute_module(MODULE, module_args=dict(args), task_vars=task_vars))
         dest = args.get("dest")
         if not isinstance(dest, str) or not os.path.isabs(dest):
             msg = f"dest must be an absolute path on the controller, got {dest!r}."

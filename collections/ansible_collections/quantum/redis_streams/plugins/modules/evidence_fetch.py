@@ -16,7 +16,7 @@ description:
     files.
   - O(files) are written under O(src) on the target first, in the same call, so that a run's last
     files (its report) are written and fetched in one round trip. Nothing else is written on the
-    target.
+    target. With O(fetch=false) they are only written (a run that keeps its evidence on the target).
   - With O(root), O(dest) must be C(<root>/<host>/<run id>) - exactly two path components below
     O(root), without C(.) or C(..) - or the task fails before the target is contacted and before
     anything is written on the controller.
@@ -34,9 +34,16 @@ options:
     description: The directory on the target to copy; required unless O(probe=true).
     type: path
   dest:
-    description: The directory on the controller to unpack into (created when missing).
+    description:
+      - The directory on the controller to unpack into (created when missing); required unless O(fetch=false).
     type: path
-    required: true
+  fetch:
+    description:
+      - V(false) writes O(files) under O(src) on the target and fetches nothing (no archive, no O(dest)),
+        so that a run that keeps its evidence on the target writes its last files with the same task.
+    type: bool
+    default: true
+    version_added: "1.5.0"
   root:
     description:
       - The controller directory that holds every fetched run. When given, O(dest) must be
@@ -144,23 +151,25 @@ src:
   type: str
   sample: /var/lib/quantum-remediation/evidence/20260117T070524Z-1a2b
 dest:
-  description: The directory on the controller the files were unpacked into (in check mode, would be).
+  description:
+    - The directory on the controller the files were unpacked into (in check mode, would be).
+    - Null with O(fetch=false).
   returned: always
   type: str
   sample: /srv/quantum/evidence/qt-lab/20260117T070524Z-1a2b
 files:
   description: How many regular files were copied (those of O(files) among them).
-  returned: unless O(probe=true)
+  returned: unless O(probe=true) or O(fetch=false)
   type: int
   sample: 21
 bytes:
   description: The size of the compressed archive.
-  returned: unless O(probe=true)
+  returned: unless O(probe=true) or O(fetch=false)
   type: int
   sample: 18342
 left_out:
   description: The paths under O(src) (relative) left out - symbolic links and special files.
-  returned: unless O(probe=true)
+  returned: unless O(probe=true) or O(fetch=false)
   type: list
   elements: str
   sample: []
@@ -257,7 +266,8 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "src": {"type": "path"},
-            "dest": {"type": "path", "required": True},
+            "dest": {"type": "path"},
+            "fetch": {"type": "bool", "default": True},
             "max_bytes": {"type": "int", "default": 64 * 2**20},
             "probe": {"type": "bool", "default": False},
             "files": {"type": "dict", "default": {}},
@@ -265,7 +275,7 @@ def main() -> None:
             "root": {"type": "path"},
             "fail_msg": {"type": "str"},
         },
-        required_if=[("probe", False, ["src"])],
+        required_if=[("probe", False, ["src"]), ("fetch", True, ["dest"])],
         supports_check_mode=True,
     )
     if module.params["probe"]:
@@ -274,6 +284,10 @@ def main() -> None:
     if not os.path.isdir(src):
         module.fail_json(msg=f"src {src} is not a directory on the target: nothing to fetch.")
     written, created = write_files(module, src, module.params["files"])
+    if not module.params["fetch"]:
+        module.exit_json(
+            changed=bool(written or created), src=src, dest=None, written=written, created_directories=created
+        )
     try:
         data, files, left_out = pack(src)
     except OSError as exc:
