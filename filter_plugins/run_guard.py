@@ -64,10 +64,6 @@ RUN_OPTIONS: dict[str, tuple] = {
 INTERNAL = (
     "evidence_phase",
     "evidence_defer_write",
-    "preflight_lock",
-    "preflight_validated",
-    "preflight_changes_allowed",
-    "preflight_mode",
     "consumer_recovery_evidence",
     "consumer_recovery_verdicts",
     "service_restart_verdicts",
@@ -86,8 +82,13 @@ INTERNAL = (
     "stream_verify_replay_snapshot",
     "service_restart_replay_marks",
     # The roles' results: an extra var outranks set_fact, so a given one would stand for the
-    # diagnosis or the recovery (a pipeline called healthy, a directory never claimed).
-    "preflight_snapshot",
+    # diagnosis or the recovery (a pipeline called healthy, a directory never claimed, a LIVE
+    # run let through the mode gate).
+    "preflight_result",
+    # What preflight_result is made of, held under private names until the mode is decided:
+    # the read (its mode gate) and the run id (unchecked, it would name the evidence directory).
+    "_preflight_read",
+    "_preflight_run_id",
     "evidence_result",
     "unit_backup_result",
     "consumer_recovery_result",

@@ -1,8 +1,8 @@
 """The preflight role's run lock, through the real `ansible-playbook` on localhost: one
 pipeline_snapshot reads the mode file, Redis (a real redis-server) and the units (a stand-in
 `systemctl` on PATH: this machine's PID 1 is not systemd) and takes the lock in the same call;
-preflight_lock is its result, the assert stops the run with run_lock's sentence when another
-run holds the lock, and the release is recover.yml's own task."""
+the role's result, preflight_result, holds it (`lock`), the assert stops the run with run_lock's
+sentence when another run holds the lock, and the release is recover.yml's own task."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def run_preflight(
         if task.get("name") == "Release the run lock"
     )
     tasks = [{"name": "Preflight", "ansible.builtin.include_role": {"name": "preflight"}}]
-    tasks.append({"name": "Show the lock", "ansible.builtin.debug": {"var": "preflight_lock"}})
+    tasks.append({"name": "Show the result", "ansible.builtin.debug": {"var": "preflight_result"}})
     if release:
         tasks.append(release_task)
     play = {
@@ -155,17 +155,23 @@ def here() -> dict:
 def test_a_testnet_run_takes_the_lock_in_its_read_and_releases_it(redis_server, healthy, tmp_path):
     rc, results, output = run_preflight(tmp_path, redis_server.connection, release=True)
     assert rc == 0, output
-    lock = results["Show the lock"]["preflight_lock"]
+    result = results["Show the result"]["preflight_result"]
+    lock = result["lock"]
     # One module call: no separate lock task.
     assert "Take the run lock" not in results
     read = results[READ]
     assert (read["changed"], read["lock"]["held"]) == (False, True)
     assert (lock["held"], lock["found"], lock["path"]) == (True, "free", str(tmp_path / "pipeline.lock"))
-    run_id = results["Name this run"]["ansible_facts"]["preflight_run_id"]
+    run_id = result["run_id"]
+    assert run_id == results["Name this run"]["ansible_facts"]["_preflight_run_id"]
+    assert (result["mode"], result["changes_allowed"], result["validated"]) == ("TESTNET", True, True)
+    assert result["mode_assignments"] == [{"line": 2, "value": "true"}]
+    # The read itself, which the evidence role's diagnosis takes for its own.
+    assert result["snapshot"]["streams"] == read["streams"] and result["snapshot"]["lock"] == read["lock"]
     assert lock["message"] == f"The run lock is free; taken by {run_id}"
     assert f"Run {run_id}: mode TESTNET" in results[SAY]["msg"]
     assert lock["message"] in results[SAY]["msg"]
-    # recover.yml's release, with the path and token of preflight_lock.
+    # recover.yml's release, with the path and token of preflight_result.lock.
     assert results["Release the run lock"]["found"] == "released"
     assert not (tmp_path / "pipeline.lock").exists()
 
@@ -176,7 +182,7 @@ def test_a_lock_left_by_a_killed_run_of_this_controller_is_taken_over(redis_serv
     plant(tmp_path / "pipeline.lock", here() | {"pid": gone.pid, "started": 1})
     rc, results, output = run_preflight(tmp_path, redis_server.connection)
     assert rc == 0, output
-    lock = results["Show the lock"]["preflight_lock"]
+    lock = results["Show the result"]["preflight_result"]["lock"]
     assert (lock["held"], lock["found"], lock["holder"]) == (True, "orphaned", OTHER)
     assert "Taking over the run lock of " + OTHER in output
 
@@ -192,7 +198,7 @@ def test_a_lock_held_by_another_run_stops_the_run_with_run_locks_sentence(redis_
     assert said["failed"] is True
     assert said["msg"].startswith(f"Another run ({OTHER}) holds the run lock, taken ")
     assert said["msg"].endswith(f"if that run is gone (lock {lock}).")
-    assert "Show the lock" not in results
+    assert "Show the result" not in results
     assert (lock / "owner.json").read_text() == before
 
 
@@ -212,7 +218,7 @@ def test_a_run_that_changes_nothing_takes_no_lock_and_goes_on(redis_server, heal
     rc, results, output = run_preflight(tmp_path, redis_server.connection, **options)
     assert rc == 0, output
     assert f"mode {mode}" in results[SAY]["msg"]
-    found = results["Show the lock"]["preflight_lock"]
+    found = results["Show the result"]["preflight_result"]["lock"]
     assert (found["held"], found["found"], found["holder"]) == (False, "held", OTHER)
     assert found["message"].endswith("this run changes nothing, so it goes on")
     assert (lock / "owner.json").read_text() == before
@@ -220,7 +226,7 @@ def test_a_run_that_changes_nothing_takes_no_lock_and_goes_on(redis_server, heal
     lock.rmdir()
     rc, results, output = run_preflight(tmp_path, redis_server.connection, **options)
     assert rc == 0, output
-    assert results["Show the lock"]["preflight_lock"]["held"] is False
+    assert results["Show the result"]["preflight_result"]["lock"]["held"] is False
     assert not lock.exists()
 
 
@@ -234,7 +240,7 @@ def test_a_run_refused_for_a_missing_group_or_unit_takes_no_lock(redis_server, r
     # Told to go on without it, the run changes the rest: it takes the lock.
     rc, results, output = run_preflight(tmp_path, redis_server.connection, preflight_fail_on_missing=False)
     assert rc == 0, output
-    assert results["Show the lock"]["preflight_lock"]["held"] is True
+    assert results["Show the result"]["preflight_result"]["lock"]["held"] is True
     (tmp_path / "pipeline.lock" / "owner.json").unlink()
     (tmp_path / "pipeline.lock").rmdir()
     redis_client.xgroup_create(DECISIONS, "router", id="0")
@@ -252,4 +258,7 @@ def test_rollbacks_preflight_takes_the_lock_with_the_mode_file_alone(redis_serve
     )
     assert rc == 0, output
     assert results[READ]["server"] is None
-    assert results["Show the lock"]["preflight_lock"]["held"] is True
+    result = results["Show the result"]["preflight_result"]
+    assert result["lock"]["held"] is True
+    # The mode file alone: not a snapshot the diagnosis may take.
+    assert result["snapshot"]["skipped"] is True

@@ -236,10 +236,19 @@ def test_one_batch_size_default_and_the_same_bounds() -> None:
     assert run_guard.RUN_OPTIONS["consumer_recovery_batch_size"] == ("int", 1, reclaim.MAX_BATCH_SIZE)
 
 
-RESULTS = ["evidence_result", "governor_result", "service_restart_result", "stream_verify_result"]
+RESULTS = [
+    "preflight_result",
+    "evidence_result",
+    "unit_backup_result",
+    "consumer_recovery_result",
+    "governor_result",
+    "service_restart_result",
+    "stream_verify_result",
+]
 
 
-@pytest.mark.parametrize("name", ["preflight_mode", *RESULTS])
+# preflight_result's parts before it is set: the read (its mode gate) and the run id.
+@pytest.mark.parametrize("name", [*RESULTS, "_preflight_read", "_preflight_run_id"])
 def test_what_the_run_sets_is_refused_from_outside(name: str) -> None:
     # An extra var outranks set_fact: a given result would stand for the run's own.
     assert run_option_problems({name: {"before": {}}}, PIPELINE, "qt-lab") == [

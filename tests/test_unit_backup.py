@@ -27,8 +27,7 @@ def run_role(tmp_path: Path, units: dict, *, check: bool = False) -> dict[str, d
         "connection": "local",
         "gather_facts": False,
         "vars": {
-            "preflight_run_id": RUN_ID,
-            "preflight_mode": "TESTNET",
+            "preflight_result": {"run_id": RUN_ID, "mode": "TESTNET"},
             "evidence_result": {"dir": str(tmp_path / "evidence" / RUN_ID), "before": {"services": units}},
             "pipeline": {"stages": [{"name": "execution", "unit": "quantum-execution"},
                                     {"name": "engine", "unit": "quantum-ai-engine"}]},
