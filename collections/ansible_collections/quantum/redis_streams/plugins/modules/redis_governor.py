@@ -108,7 +108,7 @@ EXAMPLES = r"""
       limit_field: daily_limit
       counted_stream: quantum:stream:trade.result
     reset_above_limit: true
-  check_mode: "{{ ansible_check_mode or not preflight_changes_allowed }}"
+  check_mode: "{{ ansible_check_mode or not preflight_result.changes_allowed }}"
   register: governor_result
 """
 
