@@ -259,16 +259,31 @@ def test_read_start_reads_both_ends_of_a_window(redis_server, incident):
     """read_start: the start is read before the wait and the end after it, by the server's own
     clock; an entry added in between is in the end's stream only."""
     length = snapshot(redis_server)["streams"][DECISIONS]["length"]
-    # Added while the module waits (it starts in well under 1.5 s, and waits 3 s).
-    adding = threading.Timer(1.5, incident.xadd, (DECISIONS, {"decision": "during the window"}))
+    known = {client["id"] for client in incident.client_list()}
+    added = threading.Event()
+
+    def add_during_the_wait() -> None:
+        # Added while the module waits: once its connection (a client this test did not know)
+        # has been idle for a second, its start was read and its end is not yet (it waits 4 s).
+        # Not on a timer: a loaded machine may take longer than any fixed delay to start it.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(c["id"] not in known and int(c["idle"]) >= 1 for c in incident.client_list()):
+                incident.xadd(DECISIONS, {"decision": "during the window"})
+                added.set()
+                return
+            time.sleep(0.05)
+
+    adding = threading.Thread(target=add_during_the_wait)
     adding.start()
     try:
-        result = snapshot(redis_server, wait_s=3, read_start=True)
+        result = snapshot(redis_server, wait_s=4, read_start=True)
     finally:
         adding.join()
+    assert added.is_set()
     start = result["start"]
     assert set(start) == {"server", "streams", "missing"}
-    assert result["server"]["time_ms"] - start["server"]["time_ms"] >= 3000
+    assert result["server"]["time_ms"] - start["server"]["time_ms"] >= 4000
     lengths = (start["streams"][DECISIONS]["length"], result["streams"][DECISIONS]["length"])
     assert lengths == (length, length + 1)
     assert "start" not in snapshot(redis_server)
