@@ -32,6 +32,7 @@ RUN_OPTIONS: dict[str, tuple] = {
     "preflight_check_client": ("bool",),
     "preflight_check_redis": ("bool",),
     "preflight_fail_on_missing": ("bool",),
+    "preflight_hold_reason": ("text",),
     "evidence_root": ("path",),
     "evidence_window_s": ("int", 1, None),
     "evidence_reuse_verify_window": ("bool",),
@@ -57,6 +58,12 @@ RUN_OPTIONS: dict[str, tuple] = {
     "stream_verify_replay_poll_s": ("int", 1, None),
     "report_fetch_root": ("path",),
     "report_fetch": ("bool",),
+    "watchdog_state_dir": ("path",),
+    "watchdog_paused": ("bool",),
+    "watchdog_max_recoveries": ("int", 0, None),
+    "watchdog_window_s": ("int", 60, None),
+    "watchdog_retention_s": ("int", 3600, None),
+    "watchdog_textfile_dir": ("path_or_empty",),
 }
 # Set by the run itself (one role's result handed to the next, a playbook's own choice): given
 # from outside they would bypass a check (a diagnosis wording on a LIVE run, a path not built
@@ -97,6 +104,10 @@ INTERNAL = (
     "stream_verify_result",
     "report_summary",
 )
+# Set by the run before preflight checks anything: the watchdog's gate (roles/watchdog, gate)
+# registers its ledger read first and refuses it given from outside itself (preflight, after
+# it, could not tell the gate's own result from a given one).
+SET_BEFORE_PREFLIGHT = ("watchdog_result",)
 
 
 def is_run_id(value: Any) -> bool:
@@ -141,6 +152,12 @@ def _option_problem(name: str, value: Any, spec: tuple, stage_names: list[str]) 
         return None
     if kind == "path":
         return path_problem(value, name)
+    if kind == "path_or_empty":
+        return None if value in ("", None) else path_problem(value, name)
+    if kind == "text":
+        if isinstance(value, str) and len(value) <= 500 and "\n" not in value.strip():
+            return None
+        return f"{name} must be one line of text, at most 500 characters (got {str(value)[:80]!r})."
     if kind == "run_id":
         if is_run_id(value):
             return None

@@ -190,8 +190,9 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
     """The run's summary (summary.json, set_stats, REPORT.md) from the facts the roles set.
 
     `facts` holds: inventory_hostname, pipeline, preflight_run_id, preflight_mode,
-    preflight_mode_reason, preflight_changes_allowed, check_mode, evidence_result (the evidence
-    role's result: `before` and `after`, each phase's judgement, and `dir`), unit_backup_files,
+    preflight_mode_reason, preflight_changes_allowed, preflight_hold_reason, check_mode,
+    evidence_result (the evidence role's result: `before` and `after`, each phase's judgement,
+    and `dir`), unit_backup_files,
     consumer_recovery_results, consumer_recovery_restart_stages, governor_result,
     service_restart_result (`units` planned, `results`), stream_verify_ok, stream_verify_verdicts,
     stream_verify_findings, failed_task (name, msg), diagnosis_only, now (epoch seconds).
@@ -218,6 +219,8 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
     check_mode = bool(facts.get("check_mode"))
     diagnosis_only = bool(facts.get("diagnosis_only"))
     changes_allowed = bool(facts.get("preflight_changes_allowed")) and not check_mode and not diagnosis_only
+    # The caller's reason to change nothing (the watchdog's pause switch or circuit breaker).
+    hold_reason = str(facts.get("preflight_hold_reason") or "") or None
     run_id = facts.get("preflight_run_id")
     started = run_started_at(run_id)
     now = facts.get("now")
@@ -261,7 +264,9 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
     if nothing_to_do:
         not_needed_because, skipped = "every stage was OK before", NOT_NEEDED_WHEN_HEALTHY
     elif not changes_allowed and not diagnosis_only:
-        not_needed_because = "nothing was changed: " + ("check mode" if check_mode else f"mode {mode}")
+        not_needed_because = "nothing was changed: " + (
+            "check mode" if check_mode else ("held back by the watchdog" if hold_reason else f"mode {mode}")
+        )
         skipped = ("stream verification", "evidence after")
     else:
         not_needed_because, skipped = None, ()
@@ -275,7 +280,7 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
     elif check_mode:
         outcome = "PLAN (check mode)"
     elif not changes_allowed:
-        outcome = f"PLAN ONLY ({mode})"
+        outcome = "PLAN ONLY (HELD)" if hold_reason else f"PLAN ONLY ({mode})"
     elif (verify_ok is True or (verify_ok is None and nothing_to_do)) and not _changed_anything(
         per_stage, governor, restarted_units
     ):
@@ -310,6 +315,7 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
         "pipeline": pipeline.get("name"),
         "mode": mode,
         "mode_reason": facts.get("preflight_mode_reason"),
+        "hold_reason": hold_reason,
         "changes_allowed": changes_allowed,
         "check_mode": check_mode,
         "diagnosis_only": diagnosis_only,
@@ -357,17 +363,21 @@ def run_ending(
     mode: Any = None,
     mode_reason: Any = None,
     changes_allowed: Any = False,
+    hold_reason: Any = None,
 ) -> str:
     """The sentence a playbook (recover.yml, rollback.yml) ends with after its report and the
     lock release, or "" when it ends well: the failure that stopped the run (the summary's
     telling of it first), else the mode gate's refusal, so that a LIVE or UNKNOWN run exits
-    non-zero. `run_id`: only a valid one (is_run_id), else None."""
+    non-zero, or the caller's reason to change nothing (`hold_reason`: the watchdog's pause
+    switch or circuit breaker). `run_id`: only a valid one (is_run_id), else None."""
     failed = _mapping(failed_task)
     if failed:
         named = f" {run_id}" if run_id else ""
         told = _mapping(_mapping(summary).get("failed_task")).get("msg") or failed.get("msg")
         told = str(told or "see the task output above").strip()
         return f'The run{named} stopped at "{failed.get("name") or "a step"}": {told}'
+    if not changes_allowed and hold_reason:
+        return f"{hold_reason}: nothing was changed; the plan above is what the recovery would do."
     if not changes_allowed:
         return (
             f"Mode is {mode or 'UNKNOWN'} ({mode_reason or 'the mode was not read'}): nothing was "
