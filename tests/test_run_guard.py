@@ -32,6 +32,7 @@ def _spec_options(role: Path) -> set[str]:
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
 def test_every_role_option_is_checked(role: Path) -> None:
     known = set(run_guard.RUN_OPTIONS) | set(run_guard.INTERNAL) | NOT_RUN_OPTIONS
+    known |= set(run_guard.SET_BEFORE_PREFLIGHT)
     assert _spec_options(role) - known == set()
 
 
