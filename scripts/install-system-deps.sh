@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the lab need, if missing: redis-server and
-# redis-tools (tests start their own servers on loopback), docker.io and debootstrap (the lab).
+# redis-tools (tests start their own servers on loopback), docker.io and debootstrap (the lab),
+# prometheus for its promtool (tests/test_alert_rules.py checks and unit-tests the alert rules).
 # On a host where systemd is PID 1, a temporary policy-rc.d keeps the packaged services
-# (redis on 6379, docker with its default bridge) from starting.
+# (redis on 6379, docker with its default bridge, prometheus on 9090) from starting.
 set -euo pipefail
-packages=(redis-server redis-tools docker.io debootstrap)
+packages=(redis-server redis-tools docker.io debootstrap prometheus)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -22,5 +23,5 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 if [[ "$(cat /proc/1/comm 2>/dev/null)" == systemd ]]; then
-  systemctl disable --now docker.service docker.socket redis-server.service 2>/dev/null || true
+  systemctl disable --now docker.service docker.socket redis-server.service prometheus.service 2>/dev/null || true
 fi
