@@ -87,12 +87,11 @@ def run_preflight(
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "systemctl").write_text(SYSTEMCTL)
     (bin_dir / "systemctl").chmod(0o755)
-    recover = yaml.safe_load((PROJECT_ROOT / "recover.yml").read_text())
-    # recover.yml's own release task, as it stands in its always section.
+    steps = yaml.safe_load((PROJECT_ROOT / "playbooks" / "tasks" / "recover_steps.yml").read_text())
+    # recover.yml's own release task (its steps, shared with the watchdog), as it stands in
+    # their always section.
     release_task = next(
-        task
-        for task in recover[0]["tasks"][0]["always"][0]["always"]
-        if task.get("name") == "Release the run lock"
+        task for task in steps[0]["always"][0]["always"] if task.get("name") == "Release the run lock"
     )
     tasks = [{"name": "Preflight", "ansible.builtin.include_role": {"name": "preflight"}}]
     tasks.append({"name": "Show the result", "ansible.builtin.debug": {"var": "preflight_result"}})
