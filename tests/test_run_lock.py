@@ -162,8 +162,9 @@ def test_the_parent_directory_must_exist(tmp_path: Path) -> None:
 
 
 def test_the_project_calls_it_by_its_fqcn() -> None:
-    # preflight takes the lock in its read (pipeline_snapshot's `lock`); the playbooks release it.
+    # preflight takes the lock in its read (pipeline_snapshot's `lock`); the recovery steps (recover.yml,
+    # the watchdog) and rollback.yml release it.
     preflight = (PROJECT_ROOT / "roles/preflight/tasks/main.yml").read_text()
     assert "quantum.redis_streams.pipeline_snapshot:" in preflight and "    lock:\n" in preflight
-    for playbook in ("recover.yml", "playbooks/rollback.yml"):
+    for playbook in ("playbooks/tasks/recover_steps.yml", "playbooks/rollback.yml"):
         assert "quantum.redis_streams.run_lock:" in (PROJECT_ROOT / playbook).read_text()
