@@ -42,6 +42,27 @@ remember_script(RESET_SCRIPT)
 DATE_PATTERN = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
 
 
+def day_start_ms(server_time_ms: int) -> int:
+    """Midnight (UTC) of the day the server's clock is in, in milliseconds since the epoch."""
+    return server_time_ms - server_time_ms % DAY_MS
+
+
+def count_day(client: Any, stream: str, midnight_ms: int) -> int:
+    """How many entries of `stream` have an entry-ID time within the day that starts at
+    `midnight_ms` (a missing stream has none): bounded XRANGE pages, O(entries that day).
+    The one definition of "today's entries", for the governor's results and the daily report."""
+    # Incomplete IDs: the start means <midnight>-0, the end <last ms of the day>-<max seq>.
+    start = str(midnight_ms)
+    end = str(midnight_ms + DAY_MS - 1)
+    total = 0
+    while True:
+        page = client.xrange(stream, start, end, count=PAGE_SIZE)
+        total += len(page)
+        if len(page) < PAGE_SIZE:
+            return total
+        start = f"({page[-1][0]}"
+
+
 def governor_spec() -> dict[str, Any]:
     return {
         "type": "dict",
@@ -156,16 +177,7 @@ class Governor:
             self.fail(
                 f"The counted stream {stream} is a {kind}, not a stream: check governor.counted_stream."
             )
-        # Incomplete IDs: the start means <midnight>-0, the end <last ms of today>-<max seq>.
-        start = str(self.midnight_ms)
-        end = str(self.midnight_ms + DAY_MS - 1)
-        total = 0
-        while True:
-            page = self.call(context, stream, self.client.xrange, stream, start, end, count=PAGE_SIZE)
-            total += len(page)
-            if len(page) < PAGE_SIZE:
-                return True, total
-            start = f"({page[-1][0]}"
+        return True, self.call(context, stream, count_day, self.client, stream, self.midnight_ms)
 
     def state(self) -> dict[str, Any]:
         count = self.integer_field("count_field")

@@ -5,10 +5,11 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from ansible_collections.quantum.redis_streams.plugins.module_utils.textfile import Sample, render
 
 LEDGER_NAME = "decisions.jsonl"
 PAUSE_NAME = "paused"
@@ -25,17 +26,13 @@ DECISIONS = (
 # Outcomes of the report (run_summary) that count as a healed recovery.
 SUCCESS_OUTCOMES = ("HEALED", "HEALTHY (nothing to do)")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_METRIC_LABEL_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
 
 
-def name_problem(name: Any) -> str | None:
-    """Why a pipeline name cannot name the ledger's directory, or None: one path component of
-    letters, digits, '.', '_' or '-' (the same rule as the run lock's file name)."""
+def name_problem(name: Any, names: str = "the watchdog's directory under root") -> str | None:
+    """Why a pipeline name cannot name a file or directory (`names` says which), or None: one
+    path component of letters, digits, '.', '_' or '-' (the same rule as the run lock's file name)."""
     if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
-        return (
-            f"pipeline {name!r} must be letters, digits, '.', '_' or '-' "
-            "(it names the watchdog's directory under root)."
-        )
+        return f"pipeline {name!r} must be letters, digits, '.', '_' or '-' (it names {names})."
     return None
 
 
@@ -109,20 +106,6 @@ def last_recovery(records: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | N
     return last
 
 
-def _labels(labels: Mapping[str, Any]) -> str:
-    inner = ",".join(
-        f'{key}="{str(value).translate(_METRIC_LABEL_ESCAPES)}"' for key, value in labels.items()
-    )
-    return "{" + inner + "}"
-
-
-def _number(value: Any) -> str:
-    number = float(value)
-    if math.isnan(number):
-        return "NaN"
-    return str(int(number)) if number.is_integer() else repr(number)
-
-
 # The last recovery's figures: the metric's suffix, the record's key.
 RECOVERY_COUNTS = (
     ("duration_seconds", "duration_s"),
@@ -151,7 +134,7 @@ def run_metrics(
     pipeline: str, records: list[Mapping[str, Any]], now_s: float, window_s: int, paused: bool, hold: str
 ) -> str:
     """The watchdog's own metrics in node_exporter's textfile format (every metric gauge)."""
-    samples: dict[str, list[tuple[dict[str, Any], Any]]] = {name: [] for name in RUN_METRICS}
+    samples: dict[str, list[Sample]] = {name: [] for name in RUN_METRICS}
     base = {"pipeline": pipeline}
     if records:
         last = records[-1]
@@ -176,11 +159,4 @@ def run_metrics(
             value = recovery.get(key)
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 samples[f"quantum_remediation_last_recovery_{suffix}"].append((base, value))
-    lines: list[str] = []
-    for name, help_text in RUN_METRICS.items():
-        if not samples[name]:
-            continue
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} gauge")
-        lines.extend(f"{name}{_labels(labels)} {_number(value)}" for labels, value in samples[name])
-    return "\n".join(lines) + "\n"
+    return render(RUN_METRICS, samples)
