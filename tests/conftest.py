@@ -52,6 +52,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "server: starts or talks to a real redis-server (selected on every server of the matrix)"
     )
+    config.addinivalue_line(
+        "markers",
+        "controller: tests the controller's side (ansible-runner, ansible-rulebook); its redis-server is "
+        "incidental, so it runs on the first server of the matrix only (never marked `server`)",
+    )
 
 
 # Fixtures that are a server of this session: a test using one (directly or through another
@@ -80,7 +85,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 for name in names
                 for fixturedef in fixture_info.name2fixturedefs.get(name, ())
             )
-        if touches:
+        if touches and item.get_closest_marker("controller") is None:
             item.add_marker(pytest.mark.server)
 
 
