@@ -95,7 +95,7 @@ def test_writes_the_incident_as_metrics_and_changes_nothing(redis_server, incide
     )
     assert dump_redis(incident) == before
     path = tmp_path / "quantum_pipeline_quantum-trader.prom"
-    assert result["path"] == str(path) and result["changed"] is True
+    assert result["textfile"] == str(path) and result["changed"] is True
     assert result["snapshot_ok"] is True and result["error"] is None
     assert "metrics" not in result  # written, not returned
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
@@ -153,13 +153,13 @@ def test_check_mode_writes_nothing_and_no_dir_returns_the_text(redis_server, inc
         {"pipeline": pipeline(redis_server.connection), "units": False, "textfile_dir": str(tmp_path)},
         check=True,
     )
-    assert result["path"] == str(tmp_path / "quantum_pipeline_quantum-trader.prom")
+    assert result["textfile"] == str(tmp_path / "quantum_pipeline_quantum-trader.prom")
     assert os.listdir(tmp_path) == []
     result = run_ansible_module(
         "pipeline_metrics",
         {"pipeline": pipeline(redis_server.connection), "units": False, "daily_report": False},
     )
-    assert result["changed"] is False and result["path"] is None and result["daily"] is None
+    assert result["changed"] is False and result["textfile"] is None and result["daily"] is None
     samples = parse(result["metrics"])
     assert value(samples, "quantum_pipeline_group_lag", pipeline="quantum-trader", stage="router",
                  stream=DECISIONS, group="router") == 7  # fmt: skip
@@ -226,7 +226,7 @@ def test_a_missing_textfile_dir_is_a_warning(redis_server, redis_client, tmp_pat
         "pipeline_metrics",
         {"pipeline": pipeline(redis_server.connection), "units": False, "textfile_dir": str(missing)},
     )
-    assert result["path"] is None and not missing.exists()
+    assert result["textfile"] is None and not missing.exists()
     assert any(f"textfile_dir {missing} does not exist" in w for w in result["warnings"])
 
 

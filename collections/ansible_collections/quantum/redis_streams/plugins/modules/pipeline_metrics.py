@@ -118,7 +118,7 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-path:
+textfile:
   description: The file written (in check mode, that would be written); null when none is.
   returned: always
   type: str
@@ -272,22 +272,22 @@ def main() -> None:
     if error:
         module.warn(f"The pipeline could not be read, so its metrics say snapshot_ok 0: {error}")
 
-    path = None
+    textfile = None
     if textfile_dir is not None:
         directory = os.path.normpath(textfile_dir)
         if os.path.isdir(directory):
-            path = os.path.join(directory, f"quantum_pipeline_{params['pipeline']['name']}.prom")
+            textfile = os.path.join(directory, f"quantum_pipeline_{params['pipeline']['name']}.prom")
             if not module.check_mode:
                 try:
-                    write_atomically(path, text.encode(), TEXTFILE_MODE)
+                    write_atomically(textfile, text.encode(), TEXTFILE_MODE)
                 except OSError as exc:
-                    module.fail_json(msg=f"The pipeline's metrics could not be written to {path}: {exc}.")
+                    module.fail_json(msg=f"The pipeline's metrics could not be written to {textfile}: {exc}.")
         else:
             module.warn(f"textfile_dir {directory} does not exist: the pipeline's metrics were not written.")
 
     result: dict[str, Any] = {
-        "changed": path is not None,
-        "path": path,
+        "changed": textfile is not None,
+        "textfile": textfile,
         "samples": sum(1 for line in text.splitlines() if line and not line.startswith("#")),
         "snapshot_ok": error is None,
         "error": error,
