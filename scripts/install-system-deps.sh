@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the lab need, if missing: redis-server and
 # redis-tools (tests start their own servers on loopback), docker.io and debootstrap (the lab),
-# prometheus for its promtool (tests/test_alert_rules.py checks and unit-tests the alert rules).
+# prometheus for its promtool (tests/test_alert_rules.py checks and unit-tests the alert rules),
+# openjdk-17-jre-headless for ansible-rulebook (its rules engine runs in an embedded JVM found
+# through `java` on PATH; tests/test_rulebook.py).
 # On a host where systemd is PID 1, a temporary policy-rc.d keeps the packaged services
 # (redis on 6379, docker with its default bridge, prometheus on 9090) from starting.
 set -euo pipefail
-packages=(redis-server redis-tools docker.io debootstrap prometheus)
+packages=(redis-server redis-tools docker.io debootstrap prometheus openjdk-17-jre-headless)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
