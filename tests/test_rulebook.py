@@ -165,7 +165,9 @@ def write_inventory(where: Path, redis: RedisServer, tmp_path: Path) -> Path:
                     # The other pipeline's host first: the watchdog runs one host at a time and
                     # stops at the first failed one, so this order is what proves it is skipped.
                     "hosts": {"shop-local": {"pipeline": other}, "trader-local": {"pipeline": pipeline}}
-                }
+                },
+                # The rulebook's pipeline_hosts_map sends the other pipeline's alerts here.
+                "shop_hosts": {"hosts": {"shop-local": {}}},
             },
         }
     }
@@ -187,6 +189,7 @@ def start_rulebook(tmp_path: Path, inventory: Path, token: str) -> Rulebook:
         "eda_webhook_host": "127.0.0.1",
         "eda_webhook_port": port,
         "eda_evidence_root": str(tmp_path / "fetched"),
+        "pipeline_hosts_map": {OTHER_PIPELINE: "shop_hosts"},
     }
     variables.write_text(yaml.safe_dump(settings))
     book = Rulebook(port, token, log=tmp_path / "ansible-rulebook.log", state_dir=tmp_path / "watchdog")
@@ -277,6 +280,14 @@ def test_a_verdict_alert_runs_the_watchdog_once_per_stage_within_the_window(rule
     records = rulebook.records()
     assert len(records) == 2 and records[0]["run_id"] != records[1]["run_id"]
     assert rulebook.records(OTHER_PIPELINE) == []
+
+    # The other pipeline's alert, same stage name: its own throttle group, its hosts
+    # (pipeline_hosts_map), its ledger.
+    assert rulebook.post(notification(alert("router", pipeline=OTHER_PIPELINE))) == 200
+    rulebook.wait_for("the other pipeline's record", lambda: len(rulebook.records(OTHER_PIPELINE)) == 1)
+    assert rulebook.records(OTHER_PIPELINE)[0]["pipeline"] == OTHER_PIPELINE
+    assert rulebook.watchdog_lines()[-1] == f"pipeline={OTHER_PIPELINE} stage=router"
+    assert len(rulebook.records()) == 2
 
 
 def test_a_wrong_or_missing_token_is_refused_and_starts_nothing(rulebook: Rulebook) -> None:
