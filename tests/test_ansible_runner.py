@@ -126,6 +126,18 @@ def pipeline(server: RedisServer, mode_file: Path) -> dict:
     }  # fmt: skip
 
 
+def awx_search_paths(private_data_dir: Path) -> dict[str, str]:
+    """The search paths AWX gives a job: the project sync's requirements first, then the
+    project's ansible.cfg values (relative: the job runs in the project), then Ansible's
+    defaults. The environment outranks ansible.cfg: the project must be found this way too."""
+    return {
+        "ANSIBLE_COLLECTIONS_PATH": f"{private_data_dir}/requirements_collections:collections:"
+        "~/.ansible/collections:/usr/share/ansible/collections",
+        "ANSIBLE_ROLES_PATH": f"{private_data_dir}/requirements_roles:roles:"
+        "~/.ansible/roles:/usr/share/ansible/roles:/etc/ansible/roles",
+    }
+
+
 class Job:
     """One private data dir, as AWX lays it out for a job: inventory/, env/ and artifacts/."""
 
@@ -166,7 +178,8 @@ class Job:
         env = self.base / "env"
         env.mkdir()
         (env / "extravars").write_text(yaml.safe_dump(extravars))
-        (env / "envvars").write_text(yaml.safe_dump({"PATH": self.path, "QT_MAIN_PIDS": self.pids}))
+        envvars = {"PATH": self.path, "QT_MAIN_PIDS": self.pids, **awx_search_paths(self.base)}
+        (env / "envvars").write_text(yaml.safe_dump(envvars))
         return ansible_runner.run(
             private_data_dir=str(self.base),
             project_dir=str(self.project),
