@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Creates .venv from requirements.txt and puts the collections Molecule's docker driver and
+# Creates .venv from requirements.txt and puts the collections Molecule's docker driver, playbooks/awx.yml and
 # the lab inventory need into it, taken from the `ansible` wheel on PyPI because Galaxy is
 # not reachable from these machines. Re-runs are cheap: a stamp of the inputs' hash is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ANSIBLE_BUNDLE_VERSION=12.3.0
-COLLECTIONS=(community/docker community/library_inventory_filtering_v1 ansible/posix)
+COLLECTIONS=(community/docker community/library_inventory_filtering_v1 ansible/posix awx/awx)
 venv=.venv
 stamp="$venv/.bootstrap-stamp"
 want=$(cat requirements.txt "$0" | sha256sum | cut -c1-16)
