@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Creates .venv from requirements.txt and puts the collections Molecule's docker driver, playbooks/awx.yml and
-# the lab inventory need into it, taken from the `ansible` wheel on PyPI because Galaxy is
-# not reachable from these machines. Re-runs are cheap: a stamp of the inputs' hash is kept.
+# Creates .venv from requirements.txt and puts the collections Molecule's docker driver, the
+# lab inventory and playbooks/awx.yml need into it, taken from the `ansible` wheel on PyPI
+# because Galaxy is not reachable from these machines. Re-runs are cheap: a stamp of the inputs' hash is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
