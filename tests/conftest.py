@@ -148,9 +148,13 @@ class RedisServer:
         return redis.Redis(host=self.host, port=self.port, decode_responses=True, **kwargs)
 
     def start(self) -> None:
-        if _current_item is not None and _current_item.get_closest_marker("server") is None:
+        marked = _current_item is None or any(
+            _current_item.get_closest_marker(marker) is not None for marker in ("server", "controller")
+        )
+        if not marked:
             # The matrix's extra passes select `-m server`: a test starting a server unmarked
-            # would silently never run on them.
+            # would silently never run on them (a `controller` test runs on the first pass only,
+            # by choice).
             raise AssertionError(
                 f"{_current_item.nodeid} starts a redis-server but is not marked `server`: use the "
                 "redis_server fixture, call start_redis() in the test or a fixture, or mark it."

@@ -29,6 +29,9 @@ import redis
 import yaml
 from conftest import PROJECT_ROOT, RedisServer, dump_redis
 
+# The controller's side (ansible-runner): the first server of the matrix is enough.
+pytestmark = pytest.mark.controller
+
 DECISIONS = "quantum:stream:ai.decision"
 INTENTS = "quantum:stream:trade.intent"
 RESULTS = "quantum:stream:trade.result"
