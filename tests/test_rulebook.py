@@ -39,10 +39,8 @@ VENV_BIN = Path(sys.executable).parent
 PIPELINE = "quantum-trader"
 OTHER_PIPELINE = "shop"
 
-pytestmark = pytest.mark.skipif(
-    bool(os.environ.get("QT_REDIS_SERVER", "").strip()),
-    reason="the rulebook does not depend on the Redis server: it runs in the first pass only",
-)
+# The rulebook does not depend on the Redis server: the first pass of the server matrix only.
+pytestmark = pytest.mark.controller
 
 
 def alert(stage: str, *, status: str = "firing", verdict: str | None = "STALLED", **labels: str) -> dict:
