@@ -64,6 +64,9 @@ RUN_OPTIONS: dict[str, tuple] = {
     "watchdog_window_s": ("int", 60, None),
     "watchdog_retention_s": ("int", 3600, None),
     "watchdog_textfile_dir": ("path_or_empty",),
+    # The pipeline an alert names (rulebooks/pipeline-alerts.yml): playbooks/watchdog.yml leaves
+    # the hosts of other pipelines alone.
+    "alert_pipeline": ("text",),
 }
 # Set by the run itself (one role's result handed to the next, a playbook's own choice): given
 # from outside they would bypass a check (a diagnosis wording on a LIVE run, a path not built

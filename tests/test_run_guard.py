@@ -93,6 +93,8 @@ def test_every_role_default_passes(role: Path) -> None:
         ("report_diagnosis_only", True),
         ("report_fetch_dir", "/etc"),
         ("unit_backup_dir", "/etc/systemd/system"),
+        ("alert_pipeline", {"name": "quantum-trader"}),
+        ("alert_pipeline", "quantum-trader\nshop"),
     ],
 )
 def test_bad_option_is_one_sentence_naming_it(name: str, value: object) -> None:
