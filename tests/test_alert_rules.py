@@ -27,6 +27,7 @@ VERDICT_ALERTS = {
     "QuantumStageStalled": "STALLED",
     "QuantumStageProcessStopped": "STALLED",
     "QuantumStageStopped": "STOPPED",
+    "QuantumStageGroupMissing": "STOPPED",
     "QuantumStageBlocked": "BLOCKED",
 }
 
