@@ -17,6 +17,7 @@ import pytest
 import redis
 from conftest import dump_redis, free_loopback_port, run_ansible_module
 from project_files import COLLECTION, PROJECT_ROOT
+from test_pipeline_snapshot import pipeline  # the seed's three stages, one definition
 
 metrics_utils = pytest.importorskip(f"ansible_collections.{COLLECTION}.plugins.module_utils.pipeline_metrics")
 ledger_utils = pytest.importorskip(f"ansible_collections.{COLLECTION}.plugins.module_utils.ledger")
@@ -27,21 +28,6 @@ RESULTS = "quantum:stream:trade.result"
 DAY_MS = 86_400_000
 SAMPLE = re.compile(r"^([a-z_]+)\{(.*)\} (\S+)$")
 LABEL = re.compile(r'([a-z_]+)="((?:[^"\\]|\\.)*)"')
-
-
-def pipeline(connection: dict) -> dict:
-    return {
-        "name": "quantum-trader",
-        "redis": connection,
-        "governor": {"key": KEY, "counted_stream": RESULTS},
-        "stages": [
-            {"name": "ai_engine", "unit": "quantum-ai-engine", "output_stream": DECISIONS},
-            {"name": "router", "unit": "quantum-ai-strategy-router", "input_stream": DECISIONS,
-             "group": "router", "consumer": "router-1", "output_stream": INTENTS},
-            {"name": "execution", "unit": "quantum-execution", "input_stream": INTENTS,
-             "group": "execution", "consumer": "execution-1", "output_stream": RESULTS},
-        ],
-    }  # fmt: skip
 
 
 def parse(text: str) -> dict[tuple[str, frozenset], float]:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, RedisServer, free_loopback_port, start_redis
+from conftest import PROJECT_ROOT, RedisServer, free_loopback_port
 
 RULEBOOK = PROJECT_ROOT / "rulebooks" / "pipeline-alerts.yml"
 VENV_BIN = Path(sys.executable).parent
@@ -232,19 +232,10 @@ def stop_rulebook(book: Rulebook) -> None:
             continue
 
 
-@pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_redis(tmp_path_factory)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def rulebook(tmp_path: Path, redis: RedisServer) -> Iterator[Rulebook]:
+def rulebook(tmp_path: Path, redis_server: RedisServer) -> Iterator[Rulebook]:
     """ansible-rulebook with the project's rulebook, its webhook listening on a free loopback port."""
-    inventory = write_inventory(tmp_path / "inventory", redis, tmp_path)
+    inventory = write_inventory(tmp_path / "inventory", redis_server, tmp_path)
     book = start_rulebook(tmp_path, inventory, secrets.token_hex(16))
     try:
         book.wait_for("the webhook listening", lambda: listening(book.port), timeout=60)
@@ -315,8 +306,8 @@ def test_resolved_alerts_and_alerts_without_a_verdict_start_nothing(rulebook: Ru
 
 
 @pytest.mark.parametrize("token", ["", "short-token"])
-def test_no_webhook_without_a_long_token(tmp_path: Path, redis: RedisServer, token: str) -> None:
-    inventory = write_inventory(tmp_path / "inventory", redis, tmp_path)
+def test_no_webhook_without_a_long_token(tmp_path: Path, redis_server: RedisServer, token: str) -> None:
+    inventory = write_inventory(tmp_path / "inventory", redis_server, tmp_path)
     book = start_rulebook(tmp_path, inventory, token)
     try:
         assert book.process is not None
