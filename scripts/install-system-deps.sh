@@ -3,11 +3,13 @@
 # redis-tools (tests start their own servers on loopback), docker.io and debootstrap (the lab),
 # prometheus for its promtool (tests/test_alert_rules.py checks and unit-tests the alert rules),
 # openjdk-17-jre-headless for ansible-rulebook (its rules engine runs in an embedded JVM found
-# through `java` on PATH; tests/test_rulebook.py).
+# through `java` on PATH; tests/test_rulebook.py), python3-redis: Debian's own python3 with
+# redis-py and no Ansible is a target as the lab image has it (tests/test_metrics_writer.py runs
+# the metrics writer's bundle on it).
 # On a host where systemd is PID 1, a temporary policy-rc.d keeps the packaged services
 # (redis on 6379, docker with its default bridge, prometheus on 9090) from starting.
 set -euo pipefail
-packages=(redis-server redis-tools docker.io debootstrap prometheus openjdk-17-jre-headless)
+packages=(redis-server redis-tools docker.io debootstrap prometheus openjdk-17-jre-headless python3-redis)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

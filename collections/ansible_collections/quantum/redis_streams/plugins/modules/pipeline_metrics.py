@@ -165,138 +165,61 @@ daily:
 """
 
 import os
-import time
-import traceback
-from datetime import UTC, datetime
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.quantum.redis_streams.plugins.module_utils.evidence_write import write_atomically
-from ansible_collections.quantum.redis_streams.plugins.module_utils.governor import count_day, day_start_ms
-from ansible_collections.quantum.redis_streams.plugins.module_utils.ledger import name_problem
-from ansible_collections.quantum.redis_streams.plugins.module_utils.pipeline_metrics import (
-    daily_report,
-    daily_streams,
-    pipeline_metrics,
+from ansible_collections.quantum.redis_streams.plugins.module_utils.metrics_writer import (
+    MetricsReader,
+    argument_spec,
+    options_problem,
+    textfile_path,
+    write_textfile,
 )
-from ansible_collections.quantum.redis_streams.plugins.module_utils.redis_connection import (
-    connection_argument_spec,
-    explain_redis_error,
-)
-from ansible_collections.quantum.redis_streams.plugins.module_utils.snapshot import PipelineReader
-
-TEXTFILE_MODE = 0o644
-
-
-class ReadFailed(Exception):
-    """The read of the pipeline failed, with the module's one sentence."""
-
-
-class ReadingModule:
-    """The module as PipelineReader sees it once the options are checked: its failures raise
-    ReadFailed instead of ending the run, so that a failed read becomes a metric."""
-
-    def __init__(self, module: AnsibleModule) -> None:
-        self._module = module
-
-    def fail_json(self, msg: str, **_: Any) -> None:
-        raise ReadFailed(msg)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._module, name)
-
-
-def argument_spec() -> dict[str, Any]:
-    spec = connection_argument_spec()
-    # No default: an omitted `connection` means "use pipeline.redis".
-    spec["connection"].pop("default", None)
-    spec.update(
-        pipeline={"type": "dict", "required": True},
-        textfile_dir={"type": "path"},
-        units={"type": "bool", "default": True},
-        systemctl={"type": "path", "default": "systemctl"},
-        pending_scan_limit={"type": "int", "default": 1},
-        daily_report={"type": "bool", "default": True},
-    )
-    return spec
-
-
-def read(reader: PipelineReader, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """One snapshot and the daily report, or ReadFailed."""
-    snapshot = reader.read(units=None if params["units"] else [])
-    if not params["daily_report"]:
-        return snapshot, None
-    midnight_ms = day_start_ms(snapshot["server"]["time_ms"])
-    counts: dict[str, int] = {}
-    for stream in daily_streams(params["pipeline"]):
-        try:
-            counts[stream] = count_day(reader.client, stream, midnight_ms)
-        except Exception as exc:  # every server or client failure becomes one sentence
-            raise ReadFailed(
-                explain_redis_error(
-                    exc, reader.connection, f"counting today's entries of {stream}", key=stream
-                )
-            ) from exc
-    day = datetime.fromtimestamp(midnight_ms / 1000, tz=UTC).date().isoformat()
-    return snapshot, daily_report(params["pipeline"], day, counts)
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     params = module.params
-    problem = name_problem(params["pipeline"].get("name"), "the metrics file and labels every series")
+    problem = options_problem(params)
     if problem:
         module.fail_json(msg=problem)
-    textfile_dir = params["textfile_dir"]
-    if textfile_dir is not None and not os.path.isabs(textfile_dir):
-        module.fail_json(msg=f"textfile_dir {textfile_dir!r} must be an absolute path.")
     # Every problem with the pipeline or the connection fails here, before anything is read.
-    reader = PipelineReader(module)
-    reader.module = ReadingModule(module)
-
-    started = time.perf_counter()
-    snapshot: dict[str, Any] | None = None
-    daily = None
-    error = None
+    reader = MetricsReader(module)
     try:
-        snapshot, daily = read(reader, params)
-    except ReadFailed as exc:
-        error = str(exc)
-    except Exception as exc:  # a failure no sentence foresaw: still a metric, with its trace
-        error = f"Reading the pipeline failed: {exc}."
-        module.warn(traceback.format_exc())
+        result, trace = reader.read()
     finally:
         reader.close()
-    duration_s = time.perf_counter() - started
-    text = pipeline_metrics(params["pipeline"], snapshot, time.time(), duration_s, daily)
-    if error:
-        module.warn(f"The pipeline could not be read, so its metrics say snapshot_ok 0: {error}")
+    if trace:
+        module.warn(trace)
+    if result.error:
+        module.warn(f"The pipeline could not be read, so its metrics say snapshot_ok 0: {result.error}")
 
     textfile = None
+    textfile_dir = params["textfile_dir"]
     if textfile_dir is not None:
-        directory = os.path.normpath(textfile_dir)
-        if os.path.isdir(directory):
-            textfile = os.path.join(directory, f"quantum_pipeline_{params['pipeline']['name']}.prom")
+        if os.path.isdir(textfile_dir):
+            textfile = textfile_path(textfile_dir, params["pipeline"])
             if not module.check_mode:
                 try:
-                    write_atomically(textfile, text.encode(), TEXTFILE_MODE)
+                    write_textfile(textfile, result.text)
                 except OSError as exc:
                     module.fail_json(msg=f"The pipeline's metrics could not be written to {textfile}: {exc}.")
         else:
+            directory = os.path.normpath(textfile_dir)
             module.warn(f"textfile_dir {directory} does not exist: the pipeline's metrics were not written.")
 
-    result: dict[str, Any] = {
+    returned: dict[str, Any] = {
         "changed": textfile is not None,
         "textfile": textfile,
-        "samples": sum(1 for line in text.splitlines() if line and not line.startswith("#")),
-        "snapshot_ok": error is None,
-        "error": error,
-        "elapsed_ms": int(duration_s * 1000),
-        "daily": daily,
+        "samples": result.samples,
+        "snapshot_ok": result.error is None,
+        "error": result.error,
+        "elapsed_ms": int(result.duration_s * 1000),
+        "daily": result.daily,
     }
     if textfile_dir is None:
-        result["metrics"] = text
-    module.exit_json(**result)
+        returned["metrics"] = result.text
+    module.exit_json(**returned)
 
 
 if __name__ == "__main__":
