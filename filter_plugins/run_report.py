@@ -260,9 +260,14 @@ def run_summary(facts: Mapping) -> dict[str, Any]:
         not_done = [n for n in not_done if n in ("preflight", "evidence before")]
     # The diagnosis found every stage OK: the steps after it were not needed, not left undone.
     # A run that may change nothing (--check, LIVE, UNKNOWN) has no recovery to verify.
-    nothing_to_do = _mapping(before.get("stop_point")).get("verdict") == "OK"
+    stop = _mapping(before.get("stop_point"))
+    nothing_to_do = stop.get("verdict") == "OK"
     if nothing_to_do:
-        not_needed_because, skipped = "every stage was OK before", NOT_NEEDED_WHEN_HEALTHY
+        # A stage held by its governor at the daily limit is no stop point: the reason names it.
+        plain = stop.get("reason") in (None, "every stage is OK")
+        reason = "every stage was OK" if plain else f"nothing to heal: {stop['reason']}"
+        not_needed_because = f"{reason} before"
+        skipped = NOT_NEEDED_WHEN_HEALTHY
     elif not changes_allowed and not diagnosis_only:
         not_needed_because = "nothing was changed: " + (
             "check mode" if check_mode else ("held back by the watchdog" if hold_reason else f"mode {mode}")

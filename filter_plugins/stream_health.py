@@ -998,17 +998,38 @@ def evidence_judgement(
 # stop point, layers, restart order
 
 
+def policy_blocked(verdict: Mapping | None) -> bool:
+    """BLOCKED by a governor exactly at its daily limit: the day's policy, not a fault. The
+    governor never writes a count above its limit, so only a count over it is leftover state
+    for the recovery to reset; at the limit there is nothing any step could heal."""
+    verdict = _mapping(verdict)
+    governor = _mapping(verdict.get("governor"))
+    at_limit = bool(governor.get("at_limit")) and not governor.get("over_limit")
+    return verdict.get("verdict") == BLOCKED and at_limit
+
+
 def stop_point(verdicts: Mapping, pipeline: Mapping) -> dict:
-    """The first stage, in pipeline order, whose verdict is not OK: `{stage, verdict,
-    reason}`; `{stage: None, verdict: "OK", reason: "every stage is OK"}` when there is none."""
+    """The first stage, in pipeline order, whose verdict is not OK and that a recovery could
+    heal: `{stage, verdict, reason}`. A stage BLOCKED by its governor exactly at the limit
+    (`policy_blocked`) is passed over. None: `{stage: None, verdict: "OK", reason}`, the
+    reason naming the stages held at the limit, if any (the run then has nothing to do)."""
+    held: list[str] = []
     for stage in _stages(pipeline):
         verdict = _mapping(_mapping(verdicts).get(stage.get("name")))
-        if verdict and verdict.get("verdict") != OK:
+        if policy_blocked(verdict):
+            held.append(str(stage.get("name")))
+        elif verdict and verdict.get("verdict") != OK:
             return {
                 "stage": stage.get("name"),
                 "verdict": verdict.get("verdict"),
                 "reason": verdict.get("reason"),
             }
+    if held:
+        reason = (
+            f"every stage is OK but {', '.join(held)}, held by its governor at the daily limit "
+            "(the day's policy)"
+        )
+        return {"stage": None, "verdict": OK, "reason": reason}
     return {"stage": None, "verdict": OK, "reason": "every stage is OK"}
 
 
@@ -1204,6 +1225,7 @@ class FilterModule:
             "unproven_holders": unproven_holders,
             "holders_proven_dead": holders_proven_dead,
             "stop_point": stop_point,
+            "policy_blocked": policy_blocked,
             "pipeline_layers": pipeline_layers,
             "restart_order": restart_order,
             "human_ms": human_ms,

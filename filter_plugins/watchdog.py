@@ -58,7 +58,9 @@ def watchdog_decision(
                 f", {failure}" if failure else ""
             )
     elif verdict == "OK" and not failure:
-        decision, reason, ending = "nothing_to_do", "Every stage is OK: nothing to heal.", ""
+        told = str(_mapping(summary.get("stop_point")).get("reason") or "every stage is OK")
+        # "every stage is OK but ai_engine, held by its governor at the daily limit (...)"
+        decision, reason, ending = "nothing_to_do", f"{told[0].upper()}{told[1:]}: nothing to heal.", ""
     elif not summary or failure or not verdict:
         decision = "failed"
         told = failure or (str(failed.get("msg") or "").strip()) or "see the task output above"

@@ -229,6 +229,26 @@ def test_a_healthy_diagnosis_skips_the_rest_as_not_needed() -> None:
     assert "stream verification" in summary["steps_not_done"] and summary["steps_not_needed"] == []
 
 
+def test_a_governor_at_its_limit_alone_is_nothing_to_do() -> None:
+    """The stop point passes over a stage held by its governor exactly at the limit (policy):
+    the run is healthy, its later steps not needed, and the report says why."""
+    facts = _healed_facts()
+    for fact in ("unit_backup_files", "consumer_recovery_results", "governor_result",
+                 "service_restart_result", "stream_verify_ok", "stream_verify_verdicts"):
+        facts.pop(fact, None)
+    facts["evidence_result"].pop("after")
+    held = "every stage is OK but ai_engine, held by its governor at the daily limit (policy)"
+    facts["evidence_result"]["before"].update(
+        verdicts={"ai_engine": {"verdict": "BLOCKED"}, "router": {"verdict": "OK"}},
+        stop_point={"stage": None, "verdict": "OK", "reason": held},
+    )  # fmt: skip
+    summary = run_summary(facts)
+    assert summary["outcome"] == "HEALTHY (nothing to do)"
+    assert summary["steps_not_done"] == []
+    assert summary["steps_not_needed_because"] == f"nothing to heal: {held} before"
+    assert summary["verdicts_before"]["ai_engine"] == "BLOCKED"
+
+
 def test_nothing_at_all() -> None:
     summary = run_summary({})
     assert summary["outcome"] == "PLAN ONLY (UNKNOWN)"

@@ -982,6 +982,34 @@ def test_stop_point_is_the_first_stage_not_ok_in_pipeline_order():
     }
 
 
+AT_LIMIT = {"count": 200, "limit": 200, "at_limit": True, "over_limit": False}
+OVER_LIMIT = {"count": 250, "limit": 200, "at_limit": False, "over_limit": True}
+
+
+@pytest.mark.parametrize(
+    ("governor", "router", "expected"),
+    [
+        # Exactly at the limit: the day's policy, no stop point, the reason names the stage.
+        (AT_LIMIT, "OK", {"stage": None, "verdict": "OK", "reason": (
+            "every stage is OK but ai_engine, held by its governor at the daily limit "
+            "(the day's policy)")}),
+        # Over it: leftover state, the recovery resets it.
+        (OVER_LIMIT, "OK", {"stage": "ai_engine", "verdict": "BLOCKED", "reason": "g"}),
+        # Held at the limit, and a stuck stage behind it: the stuck stage is the stop point.
+        (AT_LIMIT, "STALLED", {"stage": "router", "verdict": "STALLED", "reason": "r"}),
+    ],
+    ids=["at-limit", "over-limit", "at-limit-and-stalled"],
+)
+def test_a_governor_exactly_at_its_limit_is_no_stop_point(governor, router, expected):
+    verdicts = {
+        "ai_engine": {"verdict": "BLOCKED", "reason": "g", "governor": governor},
+        "router": {"verdict": router, "reason": "r"},
+        "execution": {"verdict": "OK", "reason": "e"},
+    }  # fmt: skip
+    assert sh.stop_point(verdicts, PIPELINE) == expected
+    assert sh.policy_blocked(verdicts["ai_engine"]) is (governor is AT_LIMIT)
+
+
 def test_layers_do_not_count_lagging_as_stuck():
     verdicts = {
         "ai_engine": {"verdict": "OK"},
@@ -1205,6 +1233,7 @@ def test_filter_module_exports_every_function():
         "unproven_holders",
         "holders_proven_dead",
         "stop_point",
+        "policy_blocked",
         "pipeline_layers",
         "restart_order",
         "human_ms",

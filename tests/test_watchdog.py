@@ -199,6 +199,15 @@ def test_a_healthy_pipeline_ends_well_whatever_the_mode_or_hold():
         assert decided["decision"] == "nothing_to_do" and decided["ending"] == ""
 
 
+def test_a_governor_at_its_limit_is_nothing_to_do_and_says_so():
+    held = "every stage is OK but ai_engine, held by its governor at the daily limit (the day's policy)"
+    summary = HEALTHY | {"stop_point": {"stage": None, "verdict": "OK", "reason": held}}
+    decided = watchdog.watchdog_decision(summary, {"hold_reason": ""})
+    # Not a recovery: the circuit breaker does not count it, and the run ends well.
+    assert decided["decision"] == "nothing_to_do" and decided["ending"] == ""
+    assert decided["reason"] == f"E{held[1:]}: nothing to heal."
+
+
 def test_a_healed_recovery_is_recorded_with_its_counts():
     decided = watchdog.watchdog_decision(STALLED, {"hold_reason": ""})
     assert decided["decision"] == "recover" and decided["ending"] == ""
