@@ -20,9 +20,10 @@ pipeline_guard_problems = run_guard.pipeline_guard_problems
 LAB_PIPELINE = PROJECT_ROOT / "inventory/lab/group_vars/all/pipeline.yml"
 PIPELINE = yaml.safe_load(LAB_PIPELINE.read_text())["pipeline"]
 # Roles that are no step of a run (recover.yml, diagnose, rollback): monitoring installs alert
-# rules on the Prometheus hosts (playbooks/monitoring.yml); its argument spec and its own assert
-# check its options, preflight never sees them.
-OUTSIDE_THE_RUN = {"monitoring"}
+# rules on the Prometheus hosts (playbooks/monitoring.yml), metrics_writer the metrics service on
+# the pipeline's hosts (playbooks/metrics.yml); their argument specs and their own asserts check
+# their options, preflight never sees them.
+OUTSIDE_THE_RUN = {"monitoring", "metrics_writer"}
 ROLES = sorted(
     p.parent.parent
     for p in PROJECT_ROOT.glob("roles/*/meta/argument_specs.yml")
