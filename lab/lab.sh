@@ -41,8 +41,12 @@ up() {
     docker rm -f "$QT_LAB_CONTAINER" >/dev/null 2>&1 || true
     port_in_use "$QT_LAB_REDIS_PORT" \
       && die "port $QT_LAB_REDIS_PORT is already in use on this host: set QT_LAB_REDIS_PORT to a free one"
+    # QT_LAB_TEXTFILE_DIR: a host directory seen in the container as node_exporter's textfile
+    # directory, for a node-exporter on this host (lab/alerting_stack.py, bench/alert_mttr.py).
+    local textfile=()
+    [[ -n ${QT_LAB_TEXTFILE_DIR:-} ]] && textfile=(-v "$QT_LAB_TEXTFILE_DIR:/var/lib/prometheus/node-exporter")
     docker run -d --name "$QT_LAB_CONTAINER" --hostname "$QT_LAB_CONTAINER" --label quantum-lab=lab \
-      "${LAB_RUN_FLAGS[@]}" "$QT_LAB_IMAGE" /lib/systemd/systemd >/dev/null
+      "${LAB_RUN_FLAGS[@]}" "${textfile[@]}" "$QT_LAB_IMAGE" /lib/systemd/systemd >/dev/null
     log "container $QT_LAB_CONTAINER started"
   fi
   wait_for_systemd "$QT_LAB_CONTAINER"
