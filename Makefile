@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test deps venv lint unit molecule bench soak mttr lab-up lab-down lab-status
+.PHONY: demo test deps venv lint unit molecule bench soak mttr alert-mttr lab-up lab-down lab-status
 
 demo: deps venv
 	scripts/demo.sh
@@ -45,6 +45,13 @@ soak: deps venv
 # docs/benchmarks.md, "Time to recover".
 mttr: deps venv
 	$(BIN)/python bench/mttr.py $(MTTR_ARGS)
+
+# Not part of `make test`: hang to alert-driven healing through the real chain (Prometheus,
+# Alertmanager, ansible-rulebook; lab/alerting_stack.py), 5 trials on its own container
+# qt-alert-mttr, Redis on 6494 (QT_LAB_CONTAINER, QT_LAB_REDIS_PORT); about 5 minutes.
+# ALERT_MTTR_ARGS="--trials 1" for a quick trial. See docs/benchmarks.md, "Alert to healing".
+alert-mttr: deps venv
+	$(BIN)/python bench/alert_mttr.py $(ALERT_MTTR_ARGS)
 
 lab-up: deps venv
 	lab/lab.sh up
