@@ -566,41 +566,39 @@ class Stack:
         return self.tail("rulebook", chars=10**7)
 
 
-def stop_pidfile(pidfile: Path, proc: subprocess.Popen | None = None, timeout: float = 15) -> None:
-    """Stop the process a pidfile names (and its descendants), if it is still that process:
-    SIGTERM, then SIGKILL after `timeout` s. The pidfile is removed."""
+def stop_pidfile(pidfile: Path, proc: subprocess.Popen | None = None, timeout: float = 15) -> bool:
+    """Stop the process a pidfile names, and its descendants, if it is still that process (same
+    PID and start time): SIGTERM, then SIGKILL after `timeout` s. The pidfile is removed. True when
+    it was running."""
     try:
         recorded = json.loads(pidfile.read_text())
-    except (OSError, ValueError):
-        return
-    pid = int(recorded["pid"])
-    if process_start_time(pid) is None or process_start_time(pid) != recorded.get("start_time"):
-        pidfile.unlink(missing_ok=True)
-        if proc is not None:
-            proc.poll()
-        return
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
-        for child in children_of(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, sig)
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if proc is not None and proc.poll() is not None:
+        pid, start_time = int(recorded["pid"]), recorded.get("start_time")
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    running = start_time is not None and process_start_time(pid) == start_time
+    if running:
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
+            for target in [*children_of(pid), pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(target, sig)
+            if _gone(pid, start_time, proc, wait):
                 break
-            if process_start_time(pid) != recorded.get("start_time"):
-                break
-            time.sleep(0.1)
-        else:
-            continue
-        break
     if proc is not None:
+        # Reaped here when this process started it: else a zombie keeps its PID.
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
     pidfile.unlink(missing_ok=True)
+    return running
+
+
+def _gone(pid: int, start_time: str, proc: subprocess.Popen | None, wait: float) -> bool:
+    """Whether the process ended within `wait` s (exited, or a zombie: process_start_time None)."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if (proc is not None and proc.poll() is not None) or process_start_time(pid) != start_time:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def stop_all(workdir: Path, procs: dict[str, subprocess.Popen] | None = None) -> list[str]:
@@ -609,10 +607,8 @@ def stop_all(workdir: Path, procs: dict[str, subprocess.Popen] | None = None) ->
     procs = procs or {}
     stopped = []
     for name in reversed(DAEMONS):
-        pidfile = workdir / "run" / f"{name}.pid"
-        if pidfile.exists():
+        if stop_pidfile(workdir / "run" / f"{name}.pid", procs.pop(name, None)):
             stopped.append(name)
-            stop_pidfile(pidfile, procs.pop(name, None))
     return stopped
 
 
