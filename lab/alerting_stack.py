@@ -715,7 +715,7 @@ def main(argv: list[str]) -> int:
         stopped = stop_all(Path(argv[1]))
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
         return 0
-    print(__doc__.split("\n\n", 2)[1].strip(), file=sys.stderr)
+    print("usage: lab/alerting_stack.py down WORKDIR   (stops the daemons of its pidfiles)", file=sys.stderr)
     return 2
 
 
