@@ -23,7 +23,17 @@ DECISIONS, INTENTS = "quantum:stream:ai.decision", "quantum:stream:trade.intent"
 RESULTS = "quantum:stream:trade.result"
 DAY_MS = 86_400_000
 # A target Python without redis-py (Debian's, without python3-redis), when this machine has one.
-PYTHONS_WITHOUT_REDIS = [Path("/usr/bin/python3")]
+# Debian's python3, in a venv of its own without the system's site packages: no redis-py there,
+# though the system's python3-redis is installed (scripts/install-system-deps.sh).
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+def python_without_redis(directory: Path) -> Path:
+    subprocess.run([str(SYSTEM_PYTHON), "-m", "venv", "--without-pip", str(directory)], check=True)
+    python = directory / "bin" / "python3"
+    probe = subprocess.run([str(python), "-c", "import redis"], capture_output=True)
+    assert probe.returncode != 0, f"{python} imports redis: it cannot stand for a target without redis-py"
+    return python
 
 
 def pipeline(connection: dict, **extra) -> dict:
@@ -427,7 +437,7 @@ def test_a_failed_read_still_returns_the_mode_and_never_the_content(redis_server
 
 def test_the_mode_file_with_redis_false_needs_neither_redis_nor_its_client(redis_server, tmp_path):
     """rollback.yml's preflight: Redis may be down. With redis=false nothing connects, and the
-    target's Python needs no redis-py (a Python without it, when this machine has one)."""
+    target's Python needs no redis-py (Debian's python3 in a venv without site packages)."""
     path = mode_file(tmp_path, "BINANCE_TESTNET=true\n")
     down = {**redis_server.connection, "port": free_loopback_port()}
     args = {"pipeline": pipeline(down), "units": False, "redis": False}
@@ -435,9 +445,7 @@ def test_the_mode_file_with_redis_false_needs_neither_redis_nor_its_client(redis
     result = run_ansible_module("pipeline_snapshot", args, check=True)
     assert (result["server"], result["streams"], result["governor"]) == (None, {}, None)
     assert result["mode_gate"]["mode"] == "TESTNET"
-    bare = next((python for python in PYTHONS_WITHOUT_REDIS if python.exists()), None)
-    if bare is None:
-        pytest.skip("no Python without redis-py on this machine")
+    bare = python_without_redis(tmp_path / "bare")
     result = run_ansible_module("pipeline_snapshot", args, check=True, interpreter=bare)
     assert result["mode_gate"]["mode"] == "TESTNET"
     failed = run_ansible_module("pipeline_snapshot", {**args, "redis": True}, check=True, interpreter=bare,
